@@ -1,0 +1,1 @@
+"""Data contracts: the chatbot model (`chatbot.py`) and the pandera contact-file schema (`contacts.py`)."""
