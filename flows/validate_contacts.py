@@ -1,0 +1,23 @@
+"""Flow `validate_contacts`: check a contact file against a chatbot, report to the Prefect UI."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.prefect_tasks import publish_validation_report, validate_contact_file
+from tasks.validation import ValidationReport
+
+
+@flow(name="validate-contacts")
+def validate_contacts(contacts_path: str, chatbot_path: str) -> ValidationReport:
+    """The same check as `smartchat validate`, with the result as a table artifact."""
+    report = validate_contact_file(contacts_path, chatbot_path)
+    publish_validation_report(report)
+    return report
+
+
+if __name__ == "__main__":
+    import sys
+
+    result = validate_contacts(*sys.argv[1:3])
+    print(f"valid={result.valid} contacts={result.contact_count} errors={len(result.errors)}")

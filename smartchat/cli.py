@@ -1,0 +1,60 @@
+"""The `smartchat` command: a thin layer that parses arguments, calls one function, formats output.
+
+Commands live in `smartchat/commands/` (one module per area), each exposing `register(app)`.
+Exit codes: 0 ok, 1 invalid input, 2 usage error or unreadable file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import typer
+from rich.markup import escape
+
+from smartchat.errors import ContactValidationError, SmartChatError
+
+
+class _Group(typer.core.TyperGroup):
+    """Turns every SmartChatError into its message and exit code: no traceback for user error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SmartChatError as exc:
+            from smartchat.console import err_console, show_validation_report
+
+            if isinstance(exc, ContactValidationError) and exc.report is not None:
+                show_validation_report(exc.report, err_console)
+            else:
+                err_console.print(f"[bold red]Error:[/] {escape(exc.message)}")
+            ctx.exit(exc.exit_code)
+
+
+app = typer.Typer(
+    name="smartchat",
+    cls=_Group,
+    help="SMS chatbot campaigns: validate contact files, launch campaigns, query what happened.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _register() -> None:
+    from smartchat.commands import contacts
+
+    contacts.register(app)
+    try:
+        from smartchat.commands import campaigns
+    except ImportError:  # the campaign commands are not in this build yet
+        return
+    campaigns.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

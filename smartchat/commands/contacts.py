@@ -1,0 +1,116 @@
+"""Contact-file commands: `validate`, `template`, `country`. None of them starts Prefect."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from smartchat.console import print_json, rows_table, show_validation_report
+from smartchat.errors import UsageError
+from smartchat.settings import get_settings
+
+CHATBOT_OPTION = typer.Option(
+    "--chatbot", "-c", help="The chatbot's YAML file.", show_default=False
+)
+
+
+def validate(
+    contacts: Annotated[Path, typer.Argument(help="The contact file (.tsv or .xlsx).")],
+    chatbot: Annotated[Path, CHATBOT_OPTION],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the full result as JSON (every error).")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write a copy of the sheet with each failing cell highlighted and explained.",
+            metavar="FILE.xlsx",
+        ),
+    ] = None,
+) -> None:
+    """Check a contact file against a chatbot before anything is sent.
+
+    Exit code 0 when the file is valid, 1 when it breaks a rule (every problem is listed with its
+    row and column), 2 when it can't be read.
+    """
+    from schemas.chatbot import load_chatbot
+    from tasks.ingest import read_contacts
+    from tasks.validation import validate_sheet
+
+    if report is not None and report.suffix.lower() != ".xlsx":
+        raise UsageError(f"--report must name an .xlsx file, not {report.name!r}.")
+    bot = load_chatbot(chatbot)
+    console = Console()
+    busy = nullcontext() if json_output else console.status("Reading and checking contacts…")
+    with busy:
+        sheet = read_contacts(contacts)
+        result = validate_sheet(sheet, bot)
+    if report is not None:
+        from tasks.error_report import write_error_report
+
+        write_error_report(sheet, result, report)
+    if json_output:
+        print_json(result.to_json())
+    else:
+        show_validation_report(result, console, sample=get_settings().report_sample)
+        if report is not None:
+            console.print(f"Report written to {report}.")
+    if not result.valid:
+        raise typer.Exit(1)
+
+
+def template(
+    chatbot: Annotated[Path, CHATBOT_OPTION],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the .xlsx template.")
+    ] = Path("contacts.xlsx"),
+) -> None:
+    """Write an empty contact file with the chatbot's headers (CONTACT formatted as text)."""
+    from schemas.chatbot import load_chatbot
+    from tasks.template import write_template
+
+    bot = load_chatbot(chatbot)
+    write_template(bot, output)
+    Console().print(
+        f"Wrote {output}: columns CONTACT, {', '.join(bot.custom_data) or '(no Custom Data)'}."
+    )
+
+
+def country(
+    query: Annotated[
+        str, typer.Argument(help="A country name (English or Spanish), ISO code or +code.")
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the matches as JSON.")] = False,
+) -> None:
+    """Look up a country's calling code: `Mexico`, `méxico`, `MX` or `+52`."""
+    from tasks.countries import find_countries
+
+    matches = find_countries(query)
+    if json_output:
+        print_json([m.__dict__ for m in matches])
+    elif matches:
+        Console().print(
+            rows_table(
+                f"Countries matching {query!r}",
+                ["Code", "ISO", "Country", "País"],
+                [(f"+{m.calling_code}", m.iso, m.name_en, m.name_es) for m in matches],
+            )
+        )
+    if not matches:
+        if not json_output:
+            Console(stderr=True).print(
+                f"No country matches {query!r}: try a name (Mexico, México), an ISO code (MX) "
+                "or a calling code (+52)."
+            )
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(template)
+    app.command()(country)

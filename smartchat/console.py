@@ -1,0 +1,110 @@
+"""How results look in a terminal (rich) and to scripts (`--json`); no business logic here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from itertools import groupby
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from schemas.contacts import RULES
+from tasks.validation import ContactIssue, ValidationReport
+
+err_console = Console(stderr=True)
+
+
+def print_json(payload: Any) -> None:
+    """One JSON document on stdout, nothing else, so `| jq` always works."""
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def show_validation_report(report: ValidationReport, console: Console, sample: int = 20) -> None:
+    if report.valid:
+        _show_valid(report, console)
+    else:
+        _show_invalid(report, console, sample)
+
+
+def _show_invalid(report: ValidationReport, console: Console, sample: int) -> None:
+    total = len(report.errors)
+    console.print(
+        f"[bold red]✗ {escape(report.source)} can't be used with chatbot "
+        f"{escape(report.chatbot_id)}:[/] {total:,} problem{'s' * (total != 1)} "
+        f"in {report.contact_count:,} contact row{'s' * (report.contact_count != 1)}."
+    )
+    for rule, issues_iter in groupby(report.errors, key=lambda e: e.rule):
+        issues = list(issues_iter)
+        table = Table(
+            title=f"{RULES.get(rule, rule)} ({len(issues):,})",
+            title_justify="left",
+            title_style="bold",
+            show_lines=False,
+        )
+        table.add_column("Row", justify="right")
+        table.add_column("Column")
+        table.add_column("Value", overflow="fold", max_width=28)
+        table.add_column("Problem", overflow="fold")
+        for issue in issues[:sample]:
+            table.add_row(*_cells(issue))
+        console.print(table)
+        if len(issues) > sample:
+            console.print(f"  … and {len(issues) - sample:,} more (--json or --report lists all)")
+    console.print(
+        "Nothing was sent. Fix the file and run the command again "
+        "(--report errors.xlsx marks every failing cell in a copy of your sheet)."
+    )
+
+
+def _cells(issue: ContactIssue) -> tuple[str, str, str, str]:
+    column = (
+        f"{issue.column_letter} ({issue.column})"
+        if issue.column_letter and issue.column
+        else issue.column_letter or issue.column or ""
+    )
+    value = "(empty)" if issue.value is None or not issue.value.strip() else issue.value
+    return str(issue.row), escape(column), escape(value), escape(issue.message)
+
+
+def _show_valid(report: ValidationReport, console: Console) -> None:
+    console.print(
+        f"[bold green]✓ {escape(report.source)}:[/] {report.contact_count:,} contact"
+        f"{'s' * (report.contact_count != 1)} ready for chatbot {escape(report.chatbot_id)}."
+    )
+    countries = Table(title="Contacts per country", title_justify="left", title_style="bold")
+    for name, justify in (("Country", "left"), ("ISO", "left"), ("Code", "right"),
+                          ("Contacts", "right")):
+        countries.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for c in report.countries:
+        countries.add_row(escape(c.name), c.iso, f"+{c.calling_code}", f"{c.contacts:,}")
+    console.print(countries)
+
+    segments = Table(title="SMS segments per message", title_justify="left", title_style="bold")
+    for name, justify in (("Step", "left"), ("Message", "left"), ("Encoding", "left"),
+                          ("Segments each", "right"), ("Total segments", "right")):
+        segments.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in report.segments:
+        each = str(s.min_segments) if s.min_segments == s.max_segments else (
+            f"{s.min_segments}–{s.max_segments}"
+        )
+        segments.add_row(escape(s.step), s.field, s.encoding, each, f"{s.total_segments:,}")
+    console.print(segments)
+
+    if report.previews:
+        console.print("[bold]First message, as the first contacts will get it[/]")
+        for phone, text in report.previews:
+            console.print(f"  {escape(phone)}: {escape(text)}")
+
+
+def rows_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[object]]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for name in columns:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*(escape("" if v is None else str(v)) for v in row))
+    return table

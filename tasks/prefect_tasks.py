@@ -1,0 +1,53 @@
+"""Prefect `@task` wrappers over the plain steps: thin, typed, one I/O step each.
+
+The only module in `tasks/` that imports Prefect. Tasks take small parameters (paths, ids) and
+open files and stores themselves: a DataFrame or a connection is never a task input.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from schemas.chatbot import load_chatbot
+from schemas.contacts import RULES
+from tasks.validation import ValidationReport, validate_contacts
+
+# The Prefect UI renders every row of a table artifact; past this the full list is in --json.
+ARTIFACT_ROWS = 1_000
+
+
+# A contact file can change between runs under the same path: never serve a cached verdict.
+@task(name="validate-contact-file", cache_policy=NO_CACHE)
+def validate_contact_file(contacts_path: str, chatbot_path: str) -> ValidationReport:
+    return validate_contacts(contacts_path, load_chatbot(chatbot_path))
+
+
+@task(name="publish-validation-report", cache_policy=NO_CACHE)
+def publish_validation_report(report: ValidationReport, key: str = "contact-validation") -> str:
+    """A table artifact for the Prefect UI: the errors, or contacts per country on success."""
+    if report.valid:
+        table = [
+            {"country": c.name, "iso": c.iso, "calling_code": f"+{c.calling_code}",
+             "contacts": c.contacts}
+            for c in report.countries
+        ]
+        description = (
+            f"**{report.source}**: {report.contact_count:,} contacts valid for chatbot "
+            f"`{report.chatbot_id}`."
+        )
+    else:
+        table = [
+            {"row": e.row, "column": e.column_letter or "", "header": e.column or "",
+             "value": e.value or "", "rule": RULES.get(e.rule, e.rule), "message": e.message}
+            for e in report.errors[:ARTIFACT_ROWS]
+        ]
+        counts = ", ".join(f"{RULES.get(r, r)}: {n:,}" for r, n in report.error_counts().items())
+        shown = "" if len(report.errors) <= ARTIFACT_ROWS else f" (first {ARTIFACT_ROWS:,} shown)"
+        description = (
+            f"**{report.source}** is not valid for chatbot `{report.chatbot_id}`: "
+            f"{len(report.errors):,} problems{shown}. {counts}."
+        )
+    artifact_id = create_table_artifact(key=key, table=table, description=description)
+    return str(artifact_id)

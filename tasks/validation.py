@@ -1,0 +1,424 @@
+"""Check a contact file against a chatbot: every failure in one pass, each at the user's row and column.
+
+read (tasks.ingest) → headers → derived facts, vectorised (phone validity per distinct number,
+first occurrence, rendered lengths) → pandera schema (schemas.contacts) → failures in the user's
+words → on success, the campaign-ready contacts and the summary (countries, SMS segments, previews).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+
+from schemas.chatbot import CONTACT_HEADER, Chatbot
+from schemas.contacts import FIRST_ROW, LONGEST, PHONE_OK, ROW, RULES, contact_schema
+from smartchat.settings import get_settings
+from tasks import sms
+from tasks.countries import country_for_region
+from tasks.ingest import ContactSheet, read_contacts
+from tasks.phones import check_phones, explain_phone
+
+# Explaining a rejected number costs a phonenumbers parse (~20 µs); past this many distinct
+# rejected values (a whole file typed without +, say) the rest get the rule's general message.
+EXPLAIN_LIMIT = 20_000
+SCIENTIFIC = re.compile(r"^[0-9](?:[.,][0-9]+)?[eE]\+?[0-9]+$")
+
+
+@dataclass(frozen=True)
+class ContactIssue:
+    """One failure, located as the user sees the spreadsheet (header = row 1, columns A, B, ...)."""
+
+    row: int
+    column: str | None
+    column_letter: str | None
+    value: str | None
+    rule: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CountryCount:
+    iso: str
+    name: str
+    calling_code: int
+    contacts: int
+
+
+@dataclass(frozen=True)
+class MessageSegments:
+    """How many SMS parts one chatbot message takes across the campaign's contacts."""
+
+    step: str
+    field: str
+    encoding: str  # "GSM-7", "UCS-2" or "GSM-7/UCS-2" when it depends on the contact's values
+    min_segments: int
+    max_segments: int
+    total_segments: int
+
+
+@dataclass
+class ValidationReport:
+    source: str
+    chatbot_id: str
+    valid: bool
+    contact_count: int
+    errors: list[ContactIssue]
+    contacts: pl.DataFrame = field(repr=False)
+    countries: list[CountryCount] = field(default_factory=list)
+    segments: list[MessageSegments] = field(default_factory=list)
+    previews: list[tuple[str, str]] = field(default_factory=list)
+
+    @cached_property
+    def file_sha256(self) -> str:
+        digest = hashlib.sha256()
+        with open(self.source, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def error_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for issue in self.errors:
+            counts[issue.rule] = counts.get(issue.rule, 0) + 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "contacts": self.contact_count,
+            "file": self.source,
+            "chatbot": self.chatbot_id,
+            "error_counts": self.error_counts(),
+            "errors": [e.to_json() for e in self.errors],
+            "countries": [asdict(c) for c in self.countries],
+            "segments": [asdict(s) for s in self.segments],
+            "previews": [{"contact": p, "message": m} for p, m in self.previews],
+        }
+
+
+def validate_contacts(contacts_path: Path | str, chatbot: Chatbot) -> ValidationReport:
+    """Read and check a contact file; raises ContactFileError only when it can't be read at all."""
+    sheet = read_contacts(contacts_path)
+    return validate_sheet(sheet, chatbot)
+
+
+def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
+    settings = get_settings()
+    positions, issues = map_headers(sheet.headers, chatbot.custom_data, sheet.data)
+    issues += [
+        ContactIssue(
+            row, None, column_letter(col - 1), value, "extra_value",
+            f"Value in column {column_letter(col - 1)}, which has no header: "
+            "add the header or delete the value.",
+        )
+        for row, col, value in sheet.extra_cells
+    ]
+    frame = sheet.data.select(
+        pl.col(ROW), *[pl.col(f"c{i}").alias(name) for name, i in positions.items()]
+    )
+    if frame.height == 0:
+        issues.append(
+            ContactIssue(2, None, None, None, "no_contacts",
+                         "The file has no contacts: add one row per contact below the headers.")
+        )
+    columns = [name for name in positions]
+    complete = all(uid in positions for uid in chatbot.custom_data)
+    frame = _derive_facts(frame, chatbot, positions, complete)
+
+    schema = contact_schema(columns, settings.max_message_chars if complete else None)
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        issues += _translate_failures(exc.failure_cases, frame, sheet, positions, chatbot)
+
+    issues.sort(key=lambda e: (list(RULES).index(e.rule), e.row, e.column_letter or ""))
+    valid = not issues
+    contacts = _campaign_contacts(frame, chatbot) if valid else frame.clear()
+    report = ValidationReport(
+        source=str(sheet.path),
+        chatbot_id=chatbot.id,
+        valid=valid,
+        contact_count=frame.height,
+        errors=issues,
+        contacts=contacts,
+    )
+    if valid:
+        report.countries = _country_counts(contacts)
+        report.segments = _segment_stats(frame, chatbot)
+        report.previews = [
+            (row[CONTACT_HEADER], chatbot.first_message(row))
+            for row in frame.head(3).select(CONTACT_HEADER, *chatbot.custom_data).iter_rows(
+                named=True
+            )
+        ]
+    return report
+
+
+# --- headers -----------------------------------------------------------------------------------
+
+
+def map_headers(
+    headers: list[str], custom_data: list[str], data: pl.DataFrame
+) -> tuple[dict[str, int], list[ContactIssue]]:
+    """Which file column holds CONTACT and each Unique ID; every header problem, with a fix."""
+    expected = [CONTACT_HEADER, *custom_data]
+    positions: dict[str, int] = {}
+    issues: list[ContactIssue] = []
+
+    def issue(i: int | None, header: str | None, message: str) -> None:
+        letter = column_letter(i) if i is not None else None
+        issues.append(ContactIssue(1, header, letter, header, "header", message))
+
+    if not headers:
+        issue(None, None, "The file is empty: row 1 must hold the headers, starting with CONTACT.")
+        return positions, issues
+    for i, header in enumerate(headers):
+        letter = column_letter(i)
+        if header in expected:
+            if header in positions:
+                first = column_letter(positions[header])
+                issue(i, header, f"Header {header} appears twice (columns {first} and {letter}): "
+                      "keep one column.")
+            else:
+                positions[header] = i
+            continue
+        if not header.strip():
+            if data[f"c{i}"].drop_nulls().len() == 0 and i > 0:
+                continue  # an empty trailing column some spreadsheets keep: harmless
+            issue(i, header, f"Column {letter} has no header: write one of "
+                  f"{', '.join(expected)} in row 1, or delete the column.")
+            continue
+        guess = _near_miss(header, expected)
+        hint = f" Did you mean {guess}?" if guess else (
+            f" The chatbot's columns are {', '.join(expected)}."
+        )
+        issue(i, header, f"Unknown header {header!r} in column {letter}.{hint}")
+
+    if headers and headers[0] != CONTACT_HEADER and CONTACT_HEADER in positions:
+        issue(positions[CONTACT_HEADER], CONTACT_HEADER,
+              f"CONTACT must be the first column (column A); it is in column "
+              f"{column_letter(positions[CONTACT_HEADER])}.")
+    present_guesses = {
+        _near_miss(h, expected) for h in headers if h not in expected and h.strip()
+    }
+    for name in expected:
+        if name not in positions and name not in present_guesses:
+            what = "the phone numbers" if name == CONTACT_HEADER else f"the chatbot's {{{name}}}"
+            issue(None, name, f"Missing column {name}: add a column headed {name} with {what}.")
+    return positions, issues
+
+
+def _near_miss(header: str, expected: list[str]) -> str | None:
+    folded = re.sub(r"[\s\-]+", "_", header.strip()).upper()
+    for name in expected:
+        if folded == name:
+            return name
+    close = difflib.get_close_matches(folded, expected, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def column_letter(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA: the spreadsheet's own column names."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+# --- derived facts -----------------------------------------------------------------------------
+
+
+def _derive_facts(
+    frame: pl.DataFrame, chatbot: Chatbot, positions: dict[str, int], complete: bool
+) -> pl.DataFrame:
+    if CONTACT_HEADER in positions:
+        phone = pl.col(CONTACT_HEADER)
+        not_blank = phone.str.strip_chars().str.len_chars().fill_null(0) > 0
+        checked = check_phones(frame[CONTACT_HEADER])
+        frame = frame.with_columns(
+            checked["valid"].alias("_valid"),
+            checked["region"].alias("_region"),
+            checked["calling_code"].alias("_calling_code"),
+        ).with_columns(
+            (pl.col("_valid") | ~not_blank).alias(PHONE_OK),
+            pl.when(not_blank).then(pl.col(ROW).min().over(CONTACT_HEADER)).alias(FIRST_ROW),
+        )
+    if complete and frame.height:
+        templates = [text for _, _, text in chatbot.messages()]
+        frame = frame.with_columns(sms.measure_columns(chatbot.custom_data)).with_columns(
+            pl.max_horizontal(*[sms.message_chars(t) for t in templates]).alias(LONGEST)
+        )
+    elif complete:
+        frame = frame.with_columns(pl.lit(0).alias(LONGEST))
+    return frame
+
+
+# --- failures in the user's words ---------------------------------------------------------------
+
+
+def _translate_failures(
+    failures: pl.DataFrame,
+    frame: pl.DataFrame,
+    sheet: ContactSheet,
+    positions: dict[str, int],
+    chatbot: Chatbot,
+) -> list[ContactIssue]:
+    failures = failures.filter(pl.col("index").is_not_null()).join(
+        frame.with_row_index("index").select(
+            pl.col("index").cast(pl.Int32), ROW, *_optional(frame, CONTACT_HEADER, FIRST_ROW)
+        ),
+        on="index",
+        how="left",
+    )
+    issues: list[ContactIssue] = []
+    for check, group in failures.partition_by("check", as_dict=True).items():
+        name = check[0]
+        if name == "blank":
+            issues += _blank_issues(group, positions)
+        elif name == "phone":
+            issues += _phone_issues(group, sheet, positions)
+        elif name == "duplicate_phone":
+            issues += _duplicate_issues(group, positions)
+        elif name == "message_too_long":
+            issues += _length_issues(group, frame, positions, chatbot)
+    return issues
+
+
+def _optional(frame: pl.DataFrame, *names: str) -> list[str]:
+    return [n for n in names if n in frame.columns]
+
+
+def _blank_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[ContactIssue]:
+    return [
+        ContactIssue(
+            row, column, column_letter(positions[column]), value, "blank",
+            f"Empty {column} for this contact: every contact needs a value in every column"
+            + (" (its phone number, with + and country code)." if column == CONTACT_HEADER
+               else f"; fill in {column} or remove the contact."),
+        )
+        for row, column, value in group.select(ROW, "column", "failure_case").iter_rows()
+    ]
+
+
+def _phone_issues(
+    group: pl.DataFrame, sheet: ContactSheet, positions: dict[str, int]
+) -> list[ContactIssue]:
+    letter = column_letter(positions[CONTACT_HEADER])
+    explained: dict[tuple[str, bool], tuple[str, str]] = {}
+    issues = []
+    for row, value in group.select(ROW, "failure_case").iter_rows():
+        kind = sheet.number_cells.get(row)
+        key = (value, kind is not None)
+        if key not in explained:
+            if len(explained) < EXPLAIN_LIMIT:
+                problem = explain_phone(
+                    value,
+                    number_cell=kind is not None,
+                    scientific=kind == "scientific" or bool(SCIENTIFIC.match(value.strip())),
+                )
+                explained[key] = (problem.rule, problem.message)
+            else:
+                explained[key] = (
+                    "phone_format",
+                    "Not a valid phone number in E.164 form: write +, the country code and "
+                    "the number, with no spaces (e.g. +525500001111).",
+                )
+        rule, message = explained[key]
+        issues.append(ContactIssue(row, CONTACT_HEADER, letter, value, rule, message))
+    return issues
+
+
+def _duplicate_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[ContactIssue]:
+    letter = column_letter(positions[CONTACT_HEADER])
+    return [
+        ContactIssue(
+            row, CONTACT_HEADER, letter, value, "duplicate_phone",
+            f"Phone number repeated: it is already on row {first}. A number can be in a "
+            "campaign only once: delete this row (it may be in another campaign).",
+        )
+        for row, value, first in group.select(ROW, CONTACT_HEADER, FIRST_ROW).iter_rows()
+    ]
+
+
+def _length_issues(
+    group: pl.DataFrame, frame: pl.DataFrame, positions: dict[str, int], chatbot: Chatbot
+) -> list[ContactIssue]:
+    limit = get_settings().max_message_chars
+    rows = frame.join(group.select(ROW), on=ROW, how="semi")
+    issues = []
+    for record in rows.iter_rows(named=True):
+        for step, fld, text in chatbot.messages():
+            rendered = chatbot.render(text, {k: v or "" for k, v in record.items()})
+            if len(rendered) <= limit:
+                continue
+            used = {n for n in sms.PLACEHOLDER.findall(text)} or set(chatbot.custom_data)
+            longest = max(used, key=lambda n: len(record[n] or ""))
+            issues.append(
+                ContactIssue(
+                    record[ROW], longest, column_letter(positions[longest]), record[longest],
+                    "message_too_long",
+                    f"Step '{step}' ({fld}) would be {len(rendered):,} characters for this "
+                    f"contact (limit {limit:,}): shorten {longest}.",
+                )
+            )
+    return issues
+
+
+# --- success: what the campaign gets, and the summary -------------------------------------------
+
+
+def _campaign_contacts(frame: pl.DataFrame, chatbot: Chatbot) -> pl.DataFrame:
+    return frame.select(
+        pl.col(ROW).cast(pl.Int64),
+        pl.col(CONTACT_HEADER).alias("phone"),
+        pl.col("_region").alias("country"),
+        pl.col("_calling_code").cast(pl.Int32).alias("calling_code"),
+        *[pl.col(uid) for uid in chatbot.custom_data],
+    )
+
+
+def _country_counts(contacts: pl.DataFrame) -> list[CountryCount]:
+    counts = contacts.group_by("country").len().sort(["len", "country"], descending=[True, False])
+    result = []
+    for iso, n in counts.iter_rows():
+        country = country_for_region(iso)
+        result.append(CountryCount(iso, country.name_en, country.calling_code, n))
+    return result
+
+
+def _segment_stats(frame: pl.DataFrame, chatbot: Chatbot) -> list[MessageSegments]:
+    if frame.height == 0:
+        return []
+    messages = list(chatbot.messages())
+    stats = frame.select(
+        expr
+        for i, (_, _, text) in enumerate(messages)
+        for expr in (
+            sms.message_segments(text).min().alias(f"min{i}"),
+            sms.message_segments(text).max().alias(f"max{i}"),
+            sms.message_segments(text).sum().alias(f"sum{i}"),
+            sms.message_is_ucs2(text).mean().alias(f"ucs{i}"),
+        )
+    ).row(0, named=True)
+    result = []
+    for i, (step, fld, _) in enumerate(messages):
+        share = stats[f"ucs{i}"]
+        encoding = "UCS-2" if share == 1 else "GSM-7" if share == 0 else "GSM-7/UCS-2"
+        result.append(
+            MessageSegments(step, fld, encoding, stats[f"min{i}"], stats[f"max{i}"],
+                            stats[f"sum{i}"])
+        )
+    return result

@@ -1,0 +1,136 @@
+"""Loading and checking chatbot YAML files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.chatbot import load_chatbot, normalize_reply
+from smartchat.errors import ChatbotError
+
+ROOT = Path(__file__).resolve().parents[1]
+ISSUE_EXAMPLE = ROOT / "data" / "payment-reminder.yaml"
+
+VALID = """\
+id: survey
+name: Survey
+language: en
+custom_data: [NAME]
+start: ask
+steps:
+  ask:
+    say: "Hi {NAME}, happy? YES or NO"
+    replies:
+      - when: [yes, y]
+        goto: good
+      - when: [no, n]
+        goto: bad
+    otherwise: "Please answer YES or NO."
+  good:
+    say: "Great!"
+  bad:
+    say: "Sorry, {NAME}."
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bot.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ChatbotError) as info:
+        load_chatbot(write(tmp_path, text))
+    return info.value.message
+
+
+def test_issue_example_loads_as_is():
+    bot = load_chatbot(ISSUE_EXAMPLE)
+    assert (bot.id, bot.language, bot.start) == ("payment-reminder", "es", "ask")
+    assert bot.custom_data == ["NAME", "DUE_DATE", "AMOUNT"]
+    assert bot.steps["ask"].replies[1].when == ["no"]  # YAML's `no` stays the word "no"
+    assert bot.steps["thanks"].is_final
+
+
+def test_yes_no_words_are_not_booleans(tmp_path):
+    bot = load_chatbot(write(tmp_path, VALID))
+    assert bot.steps["ask"].replies[0].when == ["yes", "y"]
+    assert bot.steps["ask"].match("  YES ").goto == "good"
+    assert bot.steps["ask"].match("N").goto == "bad"
+    assert bot.steps["ask"].match("maybe") is None
+
+
+@pytest.mark.parametrize(("reply", "expected"), [("Sí", "si"), ("  SI  ", "si"), ("sÍ", "si"),
+                                                  ("no  sé", "no se")])
+def test_reply_matching_ignores_case_accents_and_spaces(reply, expected):
+    assert normalize_reply(reply) == expected
+
+
+def test_content_hash_ignores_layout_but_not_content(tmp_path):
+    a = load_chatbot(write(tmp_path, VALID))
+    b = load_chatbot(write(tmp_path, "# a comment\n" + VALID.replace('"Great!"', "'Great!'")))
+    c = load_chatbot(write(tmp_path, VALID.replace("Great!", "Great!!")))
+    assert a.content_hash == b.content_hash != c.content_hash
+
+
+def test_undeclared_and_unused_placeholders(tmp_path):
+    text = VALID.replace("custom_data: [NAME]", "custom_data: [NAME, DUE_DATE]").replace(
+        "Great!", "Great {AMOUNT}!"
+    )
+    message = problems_of(tmp_path, text)
+    assert "step 'good', field 'say': placeholder {AMOUNT} is not a declared" in message
+    assert "DUE_DATE is declared but no message uses {DUE_DATE}" in message
+    assert str(tmp_path / "bot.yaml") in message
+
+
+def test_lowercase_placeholder_is_reported_not_sent_literally(tmp_path):
+    message = problems_of(tmp_path, VALID.replace("Sorry, {NAME}.", "Sorry, {name}."))
+    assert "placeholder {name} is not a declared" in message
+
+
+@pytest.mark.parametrize(("ids", "fragment"), [
+    ("[NAME, due_date]", "'due_date' must be UPPER_SNAKE"),
+    ("[NAME, CONTACT]", "CONTACT is the phone column"),
+    ("[NAME, NAME]", "listed twice"),
+])
+def test_unique_id_rules(tmp_path, ids, fragment):
+    assert fragment in problems_of(tmp_path, VALID.replace("[NAME]", ids))
+
+
+def test_goto_and_start_must_name_steps(tmp_path):
+    message = problems_of(tmp_path, VALID.replace("goto: bad", "goto: nowhere").replace(
+        "start: ask", "start: begin"))
+    assert "step 'ask', field 'replies[1].goto': 'nowhere' is not a step" in message
+    assert "field 'start': 'begin' is not a step" in message
+
+
+def test_unreachable_step(tmp_path):
+    message = problems_of(tmp_path, VALID + "  orphan:\n    say: \"never\"\n")
+    assert "step 'orphan': unreachable" in message
+
+
+@pytest.mark.parametrize(("language", "fragment"), [
+    ("xx", "not a known language tag"), ("es_MX", "write 'es-MX'"),
+])
+def test_language_must_be_a_known_tag(tmp_path, language, fragment):
+    assert fragment in problems_of(tmp_path, VALID.replace("language: en", f"language: {language}"))
+
+
+@pytest.mark.parametrize("language", ["es", "pt-BR", "es-419", "en-US"])
+def test_known_language_tags(tmp_path, language):
+    bot = load_chatbot(write(tmp_path, VALID.replace("language: en", f"language: {language}")))
+    assert bot.language == language
+
+
+def test_structure_errors_name_step_and_field(tmp_path):
+    message = problems_of(tmp_path, VALID.replace("say: \"Great!\"", "sai: \"Great!\""))
+    assert "step 'good'" in message
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ChatbotError, match="no such chatbot file"):
+        load_chatbot(tmp_path / "missing.yaml")
+    with pytest.raises(ChatbotError, match="not valid YAML at line"):
+        load_chatbot(write(tmp_path, "id: [unclosed\n"))
