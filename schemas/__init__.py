@@ -1,1 +1,1 @@
-"""Data contracts: the chatbot model (`chatbot.py`) and the pandera contact-file schema (`contacts.py`)."""
+"""Data contracts: the chatbot model (`chatbot.py`), the contact-file schema (`contacts.py`)."""

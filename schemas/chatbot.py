@@ -90,7 +90,7 @@ class Chatbot(_Strict):
 
     @cached_property
     def content_hash(self) -> str:
-        """Identifies a version: the same definition always hashes the same, whatever its YAML layout."""
+        """Identifies a version: the same definition hashes the same, whatever its YAML layout."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -119,7 +119,7 @@ def placeholders(text: str) -> list[str]:
 
 
 class _ChatbotLoader(yaml.SafeLoader):
-    """YAML 1.1 reads `no`, `yes`, `on`, `off` as booleans; in a chatbot they are answers people type."""
+    """YAML 1.1 reads `no`, `yes`, `on`, `off` as booleans; in a chatbot they are answers."""
 
 
 _ChatbotLoader.yaml_implicit_resolvers = {
@@ -132,7 +132,7 @@ _ChatbotLoader.add_implicit_resolver(
 
 
 def load_chatbot(path: Path | str) -> Chatbot:
-    """Read and check a chatbot YAML file; every problem is reported at once, naming step and field."""
+    """Read and check a chatbot YAML file; every problem at once, naming step and field."""
     path = Path(path)
     try:
         raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_ChatbotLoader)  # noqa: S506
@@ -234,9 +234,7 @@ def chatbot_problems(bot: Chatbot) -> list[str]:
             )
     if bot.start in bot.steps:
         for step_id in bot.steps.keys() - _reachable(bot):
-            problems.append(
-                f"step '{step_id}': unreachable: no 'start' or 'goto' leads to it."
-            )
+            problems.append(f"step '{step_id}': unreachable: no 'start' or 'goto' leads to it.")
     return problems
 
 

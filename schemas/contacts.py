@@ -7,8 +7,8 @@ the schema states the rules over them, so every rule of the product FAQ has one 
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from schemas.chatbot import CONTACT_HEADER

@@ -77,20 +77,31 @@ def _show_valid(report: ValidationReport, console: Console) -> None:
         f"{'s' * (report.contact_count != 1)} ready for chatbot {escape(report.chatbot_id)}."
     )
     countries = Table(title="Contacts per country", title_justify="left", title_style="bold")
-    for name, justify in (("Country", "left"), ("ISO", "left"), ("Code", "right"),
-                          ("Contacts", "right")):
+    for name, justify in (
+        ("Country", "left"),
+        ("ISO", "left"),
+        ("Code", "right"),
+        ("Contacts", "right"),
+    ):
         countries.add_column(name, justify=justify)  # type: ignore[arg-type]
     for c in report.countries:
         countries.add_row(escape(c.name), c.iso, f"+{c.calling_code}", f"{c.contacts:,}")
     console.print(countries)
 
     segments = Table(title="SMS segments per message", title_justify="left", title_style="bold")
-    for name, justify in (("Step", "left"), ("Message", "left"), ("Encoding", "left"),
-                          ("Segments each", "right"), ("Total segments", "right")):
+    for name, justify in (
+        ("Step", "left"),
+        ("Message", "left"),
+        ("Encoding", "left"),
+        ("Segments each", "right"),
+        ("Total segments", "right"),
+    ):
         segments.add_column(name, justify=justify)  # type: ignore[arg-type]
     for s in report.segments:
-        each = str(s.min_segments) if s.min_segments == s.max_segments else (
-            f"{s.min_segments}–{s.max_segments}"
+        each = (
+            str(s.min_segments)
+            if s.min_segments == s.max_segments
+            else (f"{s.min_segments}–{s.max_segments}")
         )
         segments.add_row(escape(s.step), s.field, s.encoding, each, f"{s.total_segments:,}")
     console.print(segments)

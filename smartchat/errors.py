@@ -4,10 +4,10 @@
     ├── UsageError                    a command was called wrong (exit 2)
     ├── ContactFileError              the contact file can't be read at all (exit 2)
     ├── ChatbotError                  the chatbot YAML is unreadable or inconsistent (exit 1)
-    ├── ContactValidationError        the file was read but breaks the rules; carries the report (exit 1)
+    ├── ContactValidationError        the file breaks the rules; carries the report (exit 1)
     ├── NotFoundError                 a chatbot or campaign id that does not exist (exit 1)
-    ├── CampaignStateError            the action is not allowed in the campaign's state (exit 1)
-    ├── StoreError                    the DuckDB store can't be opened or is busy for too long (exit 1)
+    ├── CampaignStateError            not allowed in the campaign's state (exit 1)
+    ├── StoreError                    the DuckDB store can't be opened or stays busy (exit 1)
     └── GatewayError                  the SMS aggregator failed a request
         ├── GatewayRateLimited        429: slow down and retry
         └── GatewayRejected           4xx: this message will never go through as sent
@@ -42,7 +42,7 @@ class ContactFileError(SmartChatError):
 
 
 class ChatbotError(SmartChatError):
-    """The chatbot definition is unreadable or inconsistent; the message names file, step and field."""
+    """The chatbot YAML is unreadable or inconsistent; the message names file, step and field."""
 
 
 class ContactValidationError(SmartChatError):

@@ -1,4 +1,4 @@
-"""Configuration: one object, read from the environment (`SMARTCHAT_*`) when asked for, never at import."""
+"""Configuration: one object, read from the environment (`SMARTCHAT_*`) on first use."""
 
 from __future__ import annotations
 

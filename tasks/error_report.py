@@ -43,8 +43,9 @@ def write_error_report(sheet: ContactSheet, report: ValidationReport, out: Path 
     problems = book.create_sheet("Problems")
     problems.append(["Row", "Column", "Header", "Value", "Rule", "Problem"])
     for issue in report.errors:
-        problems.append([issue.row, issue.column_letter, issue.column, issue.value, issue.rule,
-                         issue.message])
+        problems.append(
+            [issue.row, issue.column_letter, issue.column, issue.value, issue.rule, issue.message]
+        )
     try:
         book.save(out)
     except OSError as exc:

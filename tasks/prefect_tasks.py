@@ -29,8 +29,12 @@ def publish_validation_report(report: ValidationReport, key: str = "contact-vali
     """A table artifact for the Prefect UI: the errors, or contacts per country on success."""
     if report.valid:
         table = [
-            {"country": c.name, "iso": c.iso, "calling_code": f"+{c.calling_code}",
-             "contacts": c.contacts}
+            {
+                "country": c.name,
+                "iso": c.iso,
+                "calling_code": f"+{c.calling_code}",
+                "contacts": c.contacts,
+            }
             for c in report.countries
         ]
         description = (
@@ -39,8 +43,14 @@ def publish_validation_report(report: ValidationReport, key: str = "contact-vali
         )
     else:
         table = [
-            {"row": e.row, "column": e.column_letter or "", "header": e.column or "",
-             "value": e.value or "", "rule": RULES.get(e.rule, e.rule), "message": e.message}
+            {
+                "row": e.row,
+                "column": e.column_letter or "",
+                "header": e.column or "",
+                "value": e.value or "",
+                "rule": RULES.get(e.rule, e.rule),
+                "message": e.message,
+            }
             for e in report.errors[:ARTIFACT_ROWS]
         ]
         counts = ", ".join(f"{RULES.get(r, r)}: {n:,}" for r, n in report.error_counts().items())

@@ -20,7 +20,9 @@ TEXT = "@"
 def write_template(chatbot: Chatbot, out: Path | str) -> Path:
     out = Path(out)
     if out.suffix.lower() != ".xlsx":
-        raise UsageError(f"The template is an .xlsx file: name it e.g. contacts.xlsx, not {out.name!r}.")
+        raise UsageError(
+            f"The template is an .xlsx file: name it e.g. contacts.xlsx, not {out.name!r}."
+        )
     book = Workbook()
     sheet = book.active
     assert sheet is not None

@@ -1,8 +1,8 @@
-"""Check a contact file against a chatbot: every failure in one pass, each at the user's row and column.
+"""Check a contact file against a chatbot: every failure in one pass, at the user's row and column.
 
 read (tasks.ingest) → headers → derived facts, vectorised (phone validity per distinct number,
 first occurrence, rendered lengths) → pandera schema (schemas.contacts) → failures in the user's
-words → on success, the campaign-ready contacts and the summary (countries, SMS segments, previews).
+words → on success, the campaign-ready contacts and the summary (countries, segments, previews).
 """
 
 from __future__ import annotations
@@ -118,7 +118,11 @@ def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
     positions, issues = map_headers(sheet.headers, chatbot.custom_data, sheet.data)
     issues += [
         ContactIssue(
-            row, None, column_letter(col - 1), value, "extra_value",
+            row,
+            None,
+            column_letter(col - 1),
+            value,
+            "extra_value",
             f"Value in column {column_letter(col - 1)}, which has no header: "
             "add the header or delete the value.",
         )
@@ -129,8 +133,14 @@ def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
     )
     if frame.height == 0:
         issues.append(
-            ContactIssue(2, None, None, None, "no_contacts",
-                         "The file has no contacts: add one row per contact below the headers.")
+            ContactIssue(
+                2,
+                None,
+                None,
+                None,
+                "no_contacts",
+                "The file has no contacts: add one row per contact below the headers.",
+            )
         )
     columns = [name for name in positions]
     complete = all(uid in positions for uid in chatbot.custom_data)
@@ -158,9 +168,9 @@ def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
         report.segments = _segment_stats(frame, chatbot)
         report.previews = [
             (row[CONTACT_HEADER], chatbot.first_message(row))
-            for row in frame.head(3).select(CONTACT_HEADER, *chatbot.custom_data).iter_rows(
-                named=True
-            )
+            for row in frame.head(3)
+            .select(CONTACT_HEADER, *chatbot.custom_data)
+            .iter_rows(named=True)
         ]
     return report
 
@@ -188,30 +198,41 @@ def map_headers(
         if header in expected:
             if header in positions:
                 first = column_letter(positions[header])
-                issue(i, header, f"Header {header} appears twice (columns {first} and {letter}): "
-                      "keep one column.")
+                issue(
+                    i,
+                    header,
+                    f"Header {header} appears twice (columns {first} and {letter}): "
+                    "keep one column.",
+                )
             else:
                 positions[header] = i
             continue
         if not header.strip():
             if data[f"c{i}"].drop_nulls().len() == 0 and i > 0:
                 continue  # an empty trailing column some spreadsheets keep: harmless
-            issue(i, header, f"Column {letter} has no header: write one of "
-                  f"{', '.join(expected)} in row 1, or delete the column.")
+            issue(
+                i,
+                header,
+                f"Column {letter} has no header: write one of "
+                f"{', '.join(expected)} in row 1, or delete the column.",
+            )
             continue
         guess = _near_miss(header, expected)
-        hint = f" Did you mean {guess}?" if guess else (
-            f" The chatbot's columns are {', '.join(expected)}."
+        hint = (
+            f" Did you mean {guess}?"
+            if guess
+            else (f" The chatbot's columns are {', '.join(expected)}.")
         )
         issue(i, header, f"Unknown header {header!r} in column {letter}.{hint}")
 
     if headers and headers[0] != CONTACT_HEADER and CONTACT_HEADER in positions:
-        issue(positions[CONTACT_HEADER], CONTACT_HEADER,
-              f"CONTACT must be the first column (column A); it is in column "
-              f"{column_letter(positions[CONTACT_HEADER])}.")
-    present_guesses = {
-        _near_miss(h, expected) for h in headers if h not in expected and h.strip()
-    }
+        issue(
+            positions[CONTACT_HEADER],
+            CONTACT_HEADER,
+            f"CONTACT must be the first column (column A); it is in column "
+            f"{column_letter(positions[CONTACT_HEADER])}.",
+        )
+    present_guesses = {_near_miss(h, expected) for h in headers if h not in expected and h.strip()}
     for name in expected:
         if name not in positions and name not in present_guesses:
             what = "the phone numbers" if name == CONTACT_HEADER else f"the chatbot's {{{name}}}"
@@ -304,10 +325,17 @@ def _optional(frame: pl.DataFrame, *names: str) -> list[str]:
 def _blank_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[ContactIssue]:
     return [
         ContactIssue(
-            row, column, column_letter(positions[column]), value, "blank",
+            row,
+            column,
+            column_letter(positions[column]),
+            value,
+            "blank",
             f"Empty {column} for this contact: every contact needs a value in every column"
-            + (" (its phone number, with + and country code)." if column == CONTACT_HEADER
-               else f"; fill in {column} or remove the contact."),
+            + (
+                " (its phone number, with + and country code)."
+                if column == CONTACT_HEADER
+                else f"; fill in {column} or remove the contact."
+            ),
         )
         for row, column, value in group.select(ROW, "column", "failure_case").iter_rows()
     ]
@@ -345,7 +373,11 @@ def _duplicate_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[Co
     letter = column_letter(positions[CONTACT_HEADER])
     return [
         ContactIssue(
-            row, CONTACT_HEADER, letter, value, "duplicate_phone",
+            row,
+            CONTACT_HEADER,
+            letter,
+            value,
+            "duplicate_phone",
             f"Phone number repeated: it is already on row {first}. A number can be in a "
             "campaign only once: delete this row (it may be in another campaign).",
         )
@@ -368,7 +400,10 @@ def _length_issues(
             longest = max(used, key=lambda n: len(record[n] or ""))
             issues.append(
                 ContactIssue(
-                    record[ROW], longest, column_letter(positions[longest]), record[longest],
+                    record[ROW],
+                    longest,
+                    column_letter(positions[longest]),
+                    record[longest],
                     "message_too_long",
                     f"Step '{step}' ({fld}) would be {len(rendered):,} characters for this "
                     f"contact (limit {limit:,}): shorten {longest}.",
@@ -418,7 +453,8 @@ def _segment_stats(frame: pl.DataFrame, chatbot: Chatbot) -> list[MessageSegment
         share = stats[f"ucs{i}"]
         encoding = "UCS-2" if share == 1 else "GSM-7" if share == 0 else "GSM-7/UCS-2"
         result.append(
-            MessageSegments(step, fld, encoding, stats[f"min{i}"], stats[f"max{i}"],
-                            stats[f"sum{i}"])
+            MessageSegments(
+                step, fld, encoding, stats[f"min{i}"], stats[f"max{i}"], stats[f"sum{i}"]
+            )
         )
     return result

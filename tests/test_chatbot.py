@@ -62,8 +62,9 @@ def test_yes_no_words_are_not_booleans(tmp_path):
     assert bot.steps["ask"].match("maybe") is None
 
 
-@pytest.mark.parametrize(("reply", "expected"), [("Sí", "si"), ("  SI  ", "si"), ("sÍ", "si"),
-                                                  ("no  sé", "no se")])
+@pytest.mark.parametrize(
+    ("reply", "expected"), [("Sí", "si"), ("  SI  ", "si"), ("sÍ", "si"), ("no  sé", "no se")]
+)
 def test_reply_matching_ignores_case_accents_and_spaces(reply, expected):
     assert normalize_reply(reply) == expected
 
@@ -90,30 +91,38 @@ def test_lowercase_placeholder_is_reported_not_sent_literally(tmp_path):
     assert "placeholder {name} is not a declared" in message
 
 
-@pytest.mark.parametrize(("ids", "fragment"), [
-    ("[NAME, due_date]", "'due_date' must be UPPER_SNAKE"),
-    ("[NAME, CONTACT]", "CONTACT is the phone column"),
-    ("[NAME, NAME]", "listed twice"),
-])
+@pytest.mark.parametrize(
+    ("ids", "fragment"),
+    [
+        ("[NAME, due_date]", "'due_date' must be UPPER_SNAKE"),
+        ("[NAME, CONTACT]", "CONTACT is the phone column"),
+        ("[NAME, NAME]", "listed twice"),
+    ],
+)
 def test_unique_id_rules(tmp_path, ids, fragment):
     assert fragment in problems_of(tmp_path, VALID.replace("[NAME]", ids))
 
 
 def test_goto_and_start_must_name_steps(tmp_path):
-    message = problems_of(tmp_path, VALID.replace("goto: bad", "goto: nowhere").replace(
-        "start: ask", "start: begin"))
+    message = problems_of(
+        tmp_path, VALID.replace("goto: bad", "goto: nowhere").replace("start: ask", "start: begin")
+    )
     assert "step 'ask', field 'replies[1].goto': 'nowhere' is not a step" in message
     assert "field 'start': 'begin' is not a step" in message
 
 
 def test_unreachable_step(tmp_path):
-    message = problems_of(tmp_path, VALID + "  orphan:\n    say: \"never\"\n")
+    message = problems_of(tmp_path, VALID + '  orphan:\n    say: "never"\n')
     assert "step 'orphan': unreachable" in message
 
 
-@pytest.mark.parametrize(("language", "fragment"), [
-    ("xx", "not a known language tag"), ("es_MX", "write 'es-MX'"),
-])
+@pytest.mark.parametrize(
+    ("language", "fragment"),
+    [
+        ("xx", "not a known language tag"),
+        ("es_MX", "write 'es-MX'"),
+    ],
+)
 def test_language_must_be_a_known_tag(tmp_path, language, fragment):
     assert fragment in problems_of(tmp_path, VALID.replace("language: en", f"language: {language}"))
 
@@ -125,7 +134,7 @@ def test_known_language_tags(tmp_path, language):
 
 
 def test_structure_errors_name_step_and_field(tmp_path):
-    message = problems_of(tmp_path, VALID.replace("say: \"Great!\"", "sai: \"Great!\""))
+    message = problems_of(tmp_path, VALID.replace('say: "Great!"', 'sai: "Great!"'))
     assert "step 'good'" in message
 
 

@@ -60,15 +60,19 @@ def test_sample_file_is_valid(bot):
 
 
 def test_valid_file_with_repeated_custom_values(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, [MX, "Ana", "2026-12-01", "1500"],
-                                          [US, "Ana", "2026-12-01", "1500"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [HEADERS, [MX, "Ana", "2026-12-01", "1500"], [US, "Ana", "2026-12-01", "1500"]],
+    )
     report = validate_contacts(path, bot)
     assert report.valid and report.contact_count == 2
 
 
 def test_headers_in_any_order(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [["CONTACT", "AMOUNT", "NAME", "DUE_DATE"],
-                                          [MX, "1500", "Ana", "2026-12-01"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [["CONTACT", "AMOUNT", "NAME", "DUE_DATE"], [MX, "1500", "Ana", "2026-12-01"]],
+    )
     report = validate_contacts(path, bot)
     assert report.valid
     assert report.previews[0][1].startswith("Hola Ana, tu pago de 1500 vence el 2026-12-01")
@@ -76,8 +80,10 @@ def test_headers_in_any_order(tmp_path, bot):
 
 @pytest.mark.parametrize("header", ["contact", " CONTACT", "Contact"])
 def test_near_miss_contact_header(tmp_path, bot, header):
-    path = write_tsv(tmp_path / "c.tsv", [[header, "NAME", "DUE_DATE", "AMOUNT"],
-                                          [MX, "Ana", "2026-12-01", "1500"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [[header, "NAME", "DUE_DATE", "AMOUNT"], [MX, "Ana", "2026-12-01", "1500"]],
+    )
     report = validate_contacts(path, bot)
     assert not report.valid
     error = report.errors[0]
@@ -88,8 +94,7 @@ def test_near_miss_contact_header(tmp_path, bot, header):
 def test_missing_unknown_duplicated_and_empty_headers(tmp_path, bot):
     path = write_tsv(
         tmp_path / "c.tsv",
-        [["CONTACT", "NAME", "NAME", "PHONE2", "", "AMOUNT"],
-         [MX, "Ana", "Ana", "x", "y", "1500"]],
+        [["CONTACT", "NAME", "NAME", "PHONE2", "", "AMOUNT"], [MX, "Ana", "Ana", "x", "y", "1500"]],
     )
     report = validate_contacts(path, bot)
     messages = {(e.column_letter, e.column): e.message for e in report.errors if e.rule == "header"}
@@ -101,8 +106,10 @@ def test_missing_unknown_duplicated_and_empty_headers(tmp_path, bot):
 
 
 def test_contact_must_be_first_column(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [["NAME", "CONTACT", "DUE_DATE", "AMOUNT"],
-                                          ["Ana", MX, "2026-12-01", "1500"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [["NAME", "CONTACT", "DUE_DATE", "AMOUNT"], ["Ana", MX, "2026-12-01", "1500"]],
+    )
     report = validate_contacts(path, bot)
     assert [(e.rule, e.column_letter) for e in report.errors] == [("header", "B")]
     assert "first column" in report.errors[0].message
@@ -119,8 +126,10 @@ def test_contact_must_be_first_column(tmp_path, bot):
     ],
 )
 def test_bad_phone_numbers_name_row_column_and_fix(tmp_path, bot, value, rule, suggestion):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, [US, "Bob", "2026-12-01", "10"],
-                                          [value, "Ana", "2026-12-01", "1500"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [HEADERS, [US, "Bob", "2026-12-01", "10"], [value, "Ana", "2026-12-01", "1500"]],
+    )
     report = validate_contacts(path, bot)
     assert rules(report) == [(rule, 3, "A")]
     error = report.errors[0]
@@ -130,15 +139,30 @@ def test_bad_phone_numbers_name_row_column_and_fix(tmp_path, bot, value, rule, s
 
 
 def test_blank_and_whitespace_cells(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, [MX, "   ", "2026-12-01", "1500"],
-                                          [US, "Bob", "", "10"], ["", "Eve", "2026-12-01", "5"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [
+            HEADERS,
+            [MX, "   ", "2026-12-01", "1500"],
+            [US, "Bob", "", "10"],
+            ["", "Eve", "2026-12-01", "5"],
+        ],
+    )
     report = validate_contacts(path, bot)
     assert rules(report) == [("blank", 2, "B"), ("blank", 3, "C"), ("blank", 4, "A")]
 
 
 def test_each_repeat_lists_the_row_it_repeats(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, [MX, "A", "d", "1"], [US, "B", "d", "1"],
-                                          [MX, "C", "d", "1"], [MX, "D", "d", "1"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [
+            HEADERS,
+            [MX, "A", "d", "1"],
+            [US, "B", "d", "1"],
+            [MX, "C", "d", "1"],
+            [MX, "D", "d", "1"],
+        ],
+    )
     report = validate_contacts(path, bot)
     assert rules(report) == [("duplicate_phone", 4, "A"), ("duplicate_phone", 5, "A")]
     assert all("row 2" in e.message for e in report.errors)
@@ -150,16 +174,19 @@ def test_no_contacts(tmp_path, bot):
 
 
 def test_message_over_1600_characters(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, [MX, "A" * 1600, "2026-12-01", "1"],
-                                          [US, "Bob", "2026-12-01", "1"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [HEADERS, [MX, "A" * 1600, "2026-12-01", "1"], [US, "Bob", "2026-12-01", "1"]],
+    )
     report = validate_contacts(path, bot)
     assert rules(report) == [("message_too_long", 2, "B")]
     assert "1,600" in report.errors[0].message and "NAME" in report.errors[0].message
 
 
 def test_utf16_unicode_text_from_excel(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, [MX, "Iñaki", "2026-12-01", "1500"]],
-                     encoding="utf-16")
+    path = write_tsv(
+        tmp_path / "c.tsv", [HEADERS, [MX, "Iñaki", "2026-12-01", "1500"]], encoding="utf-16"
+    )
     report = validate_contacts(path, bot)
     assert report.valid
     assert report.contacts["NAME"].to_list() == ["Iñaki"]
@@ -173,11 +200,14 @@ def test_quotes_are_kept_as_written(tmp_path, bot):
 
 
 def test_xlsx_dates_and_numbers_become_the_text_people_expect(tmp_path, bot):
-    path = write_xlsx(tmp_path / "c.xlsx", [
-        HEADERS,
-        [MX, "Ana", dt.datetime(2026, 12, 1), 1500],
-        [US, "Bob", dt.date(2027, 1, 15), 1500.5],
-    ])
+    path = write_xlsx(
+        tmp_path / "c.xlsx",
+        [
+            HEADERS,
+            [MX, "Ana", dt.datetime(2026, 12, 1), 1500],
+            [US, "Bob", dt.date(2027, 1, 15), 1500.5],
+        ],
+    )
     report = validate_contacts(path, bot)
     assert report.valid, report.errors
     assert report.contacts["DUE_DATE"].to_list() == ["2026-12-01", "2027-01-15"]
@@ -206,8 +236,10 @@ def test_xlsx_scientific_notation_cell(tmp_path, bot):
 
 
 def test_all_failures_are_collected_in_one_pass(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, ["5255", "", "2026-12-01", "1"],
-                                          [US, "Bob", " ", "1"], [US, "Eve", "d", ""]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [HEADERS, ["5255", "", "2026-12-01", "1"], [US, "Bob", " ", "1"], [US, "Eve", "d", ""]],
+    )
     report = validate_contacts(path, bot)
     assert {e.rule for e in report.errors} == {"phone_format", "blank", "duplicate_phone"}
     assert len(report.errors) == 5
@@ -230,13 +262,23 @@ def test_every_valid_region_is_accepted_and_counted(tmp_path, bot):
 
 def test_column_letters():
     assert [column_letter(i) for i in (0, 1, 25, 26, 27, 51, 52, 701, 702)] == [
-        "A", "B", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"
+        "A",
+        "B",
+        "Z",
+        "AA",
+        "AB",
+        "AZ",
+        "BA",
+        "ZZ",
+        "AAA",
     ]
 
 
 def test_segments_gsm_and_ucs2(tmp_path, bot):
-    path = write_tsv(tmp_path / "c.tsv", [HEADERS, [MX, "Ana", "2026-12-01", "1"],
-                                          [US, "Zoë 😀", "2026-12-01", "1"]])
+    path = write_tsv(
+        tmp_path / "c.tsv",
+        [HEADERS, [MX, "Ana", "2026-12-01", "1"], [US, "Zoë 😀", "2026-12-01", "1"]],
+    )
     report = validate_contacts(path, bot)
     ask = next(s for s in report.segments if (s.step, s.field) == ("ask", "say"))
     # "¿" and "á" are not GSM-7 either: the fixed text alone makes the message UCS-2.

@@ -38,8 +38,9 @@ def validate(
     Exit code 0 when the file is valid, 1 when it breaks a rule (every problem is listed with its
     row and column), 2 when it can't be read.
     """
-    from schemas.chatbot import load_chatbot
     from tasks.ingest import read_contacts
+
+    from schemas.chatbot import load_chatbot
     from tasks.validation import validate_sheet
 
     if report is not None and report.suffix.lower() != ".xlsx":

@@ -1,0 +1,145 @@
+"""Figures for contact validation (issue 3). Prints them; not part of the test suite.
+
+    .venv/bin/pip install -e '.[bench]'      # pandas, for the naive baseline
+    .venv/bin/python benchmarks/bench_validate.py [--rows 1000000]
+
+Measures, each `smartchat validate` as a fresh subprocess (process start included):
+  - 1,000,000 contacts over 8 countries, 3 custom columns, .tsv: wall time and peak memory
+  - the naive baseline (pandas read + phonenumbers.parse + is_valid_number per row), same file
+  - 100,000 contacts as .xlsx
+  - a 10-row file
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import phonenumbers
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+BOT = ROOT / "data" / "payment-reminder.yaml"
+REGIONS = ["MX", "US", "BR", "CO", "ES", "AR", "GB", "IN"]
+
+
+def make_contacts(n: int, seed: int = 7) -> pl.DataFrame:
+    """n distinct valid numbers: each region's example mobile with its last 6 digits varied."""
+    from tasks.phones import check_phones
+
+    rng = random.Random(seed)
+    per_region = n // len(REGIONS) + 1
+    frames = []
+    for region in REGIONS:
+        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        head = f"+{example.country_code}{str(example.national_number)[:-6]}"
+        tails = rng.sample(range(1_000_000), min(1_000_000, per_region * 2))
+        phones = pl.Series([f"{head}{t:06d}" for t in tails])
+        phones = phones.filter(check_phones(phones)["valid"]).head(per_region)
+        frames.append(phones)
+    phones = pl.concat(frames).head(n)
+    names = ["Ana", "Luis", "María", "José", "Carmen", "Pedro", "Lucía", "Diego"]
+    return pl.DataFrame(
+        {
+            "CONTACT": phones,
+            "NAME": [names[i % len(names)] for i in range(len(phones))],
+            "DUE_DATE": [f"2026-12-{i % 28 + 1:02d}" for i in range(len(phones))],
+            "AMOUNT": [str(100 + i % 9000) for i in range(len(phones))],
+        }
+    ).sample(fraction=1.0, shuffle=True, seed=seed)
+
+
+def run_cli(path: Path) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MB) and exit code of one `smartchat validate` process."""
+    exe = shutil.which("smartchat", path=str(Path(sys.executable).parent)) or "smartchat"
+    start = time.perf_counter()
+    child = subprocess.Popen(
+        [exe, "validate", str(path), "--chatbot", str(BOT), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the max over all children).
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        sys.exit(f"smartchat validate {path} failed with exit {code}")
+    return wall, usage.ru_maxrss / 1024, code
+
+
+def naive_baseline(path: Path) -> float:
+    try:
+        import pandas as pd
+    except ImportError:
+        sys.exit("The baseline needs pandas: .venv/bin/pip install -e '.[bench]'")
+    start = time.perf_counter()
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    ok = 0
+    for raw in df["CONTACT"]:
+        try:
+            ok += phonenumbers.is_valid_number(phonenumbers.parse(raw))
+        except phonenumbers.NumberParseException:
+            pass
+    return time.perf_counter() - start
+
+
+def write_xlsx(df: pl.DataFrame, path: Path) -> None:
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    sheet = book.add_worksheet()
+    for r, row in enumerate([tuple(df.columns), *df.iter_rows()]):
+        sheet.write_row(r, 0, row)
+    book.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--xlsx-rows", type=int, default=100_000)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    df = make_contacts(args.rows)
+    tsv, xlsx, small = OUT / "contacts-1m.tsv", OUT / "contacts-100k.xlsx", OUT / "contacts-10.tsv"
+    df.write_csv(tsv, separator="\t", quote_style="never")
+    df.head(10).write_csv(small, separator="\t", quote_style="never")
+    write_xlsx(df.head(args.xlsx_rows), xlsx)
+    countries = df["CONTACT"].str.slice(0, 3).n_unique()
+    print(f"generated {df.height:,} contacts ({len(REGIONS)} countries, {countries} prefixes)")
+
+    run_cli(small)  # warm the OS file cache and .pyc files, as a user's second run would be
+    for label, path, target in (
+        (f"{df.height:,} rows .tsv", tsv, 3.0),
+        (f"{args.xlsx_rows:,} rows .xlsx", xlsx, 2.0),
+        ("10 rows .tsv", small, 2.0),
+    ):
+        runs = [run_cli(path) for _ in range(3)]
+        wall = sorted(r[0] for r in runs)[1]
+        peak = max(r[1] for r in runs)
+        verdict = "ok" if wall <= target and runs[0][2] == 0 else "MISSED"
+        print(
+            f"smartchat validate {label}: {wall:.2f} s wall (median of 3), "
+            f"peak RSS {peak:,.0f} MB, exit {runs[0][2]}; target ≤ {target} s: {verdict}"
+        )
+        if path is tsv:
+            tsv_wall = wall
+
+    if not args.skip_baseline:
+        base = naive_baseline(tsv)
+        print(
+            f"naive baseline (pandas + phonenumbers per row) {df.height:,} rows: {base:.1f} s; "
+            f"speed-up {base / tsv_wall:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

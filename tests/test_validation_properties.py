@@ -1,0 +1,101 @@
+"""Property: a generated valid file passes; one corrupted cell is reported at its row and column."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import phonenumbers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.chatbot import load_chatbot
+from tasks.validation import column_letter, validate_contacts
+
+ROOT = Path(__file__).resolve().parents[1]
+BOT = load_chatbot(ROOT / "data" / "payment-reminder.yaml")
+HEADERS = ["CONTACT", *BOT.custom_data]
+REGIONS = ["MX", "US", "GB", "ES", "BR", "CO", "AR", "IN", "DE", "FR"]
+
+
+def _valid_phones() -> list[str]:
+    """Valid, distinct numbers: each region's example mobile with its last digits varied."""
+    phones: list[str] = []
+    for region in REGIONS:
+        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        base = str(example.national_number)
+        for tail in range(100):
+            candidate = phonenumbers.parse(f"+{example.country_code}{base[:-2]}{tail:02d}")
+            if phonenumbers.is_valid_number(candidate):
+                phones.append(
+                    phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
+                )
+    return phones
+
+
+PHONES = _valid_phones()
+# Printable text without tabs or line breaks (the TSV separators) and never blank.
+VALUE = st.text(
+    alphabet=st.characters(
+        blacklist_categories=["Cc", "Cs", "Zl", "Zp"], blacklist_characters="\t"
+    ),
+    min_size=1,
+    max_size=30,
+).filter(lambda s: s.strip() != "")
+
+contact_rows = st.integers(min_value=1, max_value=25).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.sampled_from(PHONES), min_size=n, max_size=n, unique=True),
+        st.lists(st.tuples(VALUE, VALUE, VALUE), min_size=n, max_size=n),
+    )
+)
+
+CORRUPTIONS = {
+    "blank": lambda v: "  ",
+    "phone_format": lambda v: v.replace("+", "", 1),
+}
+
+
+def _write(rows: list[list[str]]) -> Path:
+    handle = tempfile.NamedTemporaryFile("wb", suffix=".tsv", delete=False)
+    with handle:
+        handle.write(("\n".join("\t".join(r) for r in [HEADERS, *rows]) + "\n").encode())
+    return Path(handle.name)
+
+
+def _rows(data: tuple[list[str], list[tuple[str, str, str]]]) -> list[list[str]]:
+    phones, values = data
+    return [[p, *v] for p, v in zip(phones, values, strict=True)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contact_rows)
+def test_generated_valid_file_passes(data):
+    rows = _rows(data)
+    path = _write(rows)
+    try:
+        report = validate_contacts(path, BOT)
+    finally:
+        path.unlink()
+    assert report.valid, report.errors[:3]
+    assert report.contact_count == len(rows)
+    assert report.contacts["phone"].to_list() == [r[0] for r in rows]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contact_rows, st.data())
+def test_single_corrupted_cell_is_reported_at_its_row_and_column(data, draw):
+    rows = _rows(data)
+    index = draw.draw(st.integers(0, len(rows) - 1), label="row index")
+    column = draw.draw(st.integers(0, len(HEADERS) - 1), label="column")
+    kind = "phone_format" if column == 0 and draw.draw(st.booleans()) else "blank"
+    rows[index][column] = CORRUPTIONS[kind](rows[index][column])
+    path = _write(rows)
+    try:
+        report = validate_contacts(path, BOT)
+    finally:
+        path.unlink()
+    assert not report.valid
+    assert [(e.rule, e.row, e.column_letter, e.column) for e in report.errors] == [
+        (kind, index + 2, column_letter(column), HEADERS[column])
+    ]
