@@ -218,12 +218,17 @@ def map_headers(
             )
             continue
         guess = _near_miss(header, expected)
-        hint = (
-            f" Did you mean {guess}?"
-            if guess
-            else (f" The chatbot's columns are {', '.join(expected)}.")
-        )
-        issue(i, header, f"Unknown header {header!r} in column {letter}.{hint}")
+        if guess:
+            message = (
+                f"Header {header!r} in column {letter} is not exactly {guess}: "
+                f"did you mean {guess}?"
+            )
+        else:
+            message = (
+                f"Unknown header {header!r} in column {letter}: the chatbot's columns are "
+                f"{', '.join(expected)}."
+            )
+        issue(i, header, message)
 
     if headers and headers[0] != CONTACT_HEADER and CONTACT_HEADER in positions:
         issue(
@@ -388,27 +393,32 @@ def _duplicate_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[Co
 def _length_issues(
     group: pl.DataFrame, frame: pl.DataFrame, positions: dict[str, int], chatbot: Chatbot
 ) -> list[ContactIssue]:
+    """One issue per contact: every over-long message named, the longest value blamed."""
     limit = get_settings().max_message_chars
     rows = frame.join(group.select(ROW), on=ROW, how="semi")
     issues = []
     for record in rows.iter_rows(named=True):
-        for step, fld, text in chatbot.messages():
-            rendered = chatbot.render(text, {k: v or "" for k, v in record.items()})
-            if len(rendered) <= limit:
-                continue
-            used = {n for n in sms.PLACEHOLDER.findall(text)} or set(chatbot.custom_data)
-            longest = max(used, key=lambda n: len(record[n] or ""))
-            issues.append(
-                ContactIssue(
-                    record[ROW],
-                    longest,
-                    column_letter(positions[longest]),
-                    record[longest],
-                    "message_too_long",
-                    f"Step '{step}' ({fld}) would be {len(rendered):,} characters for this "
-                    f"contact (limit {limit:,}): shorten {longest}.",
-                )
+        values = {k: v or "" for k, v in record.items()}
+        over = [
+            (len(chatbot.render(text, values)), step, fld, text)
+            for step, fld, text in chatbot.messages()
+            if len(chatbot.render(text, values)) > limit
+        ]
+        over.sort(reverse=True)
+        used = set(sms.PLACEHOLDER.findall(over[0][3])) or set(chatbot.custom_data)
+        longest = max(sorted(used), key=lambda n: len(values[n]))
+        steps = ", ".join(f"step '{step}' ({fld}) {n:,}" for n, step, fld, _ in over)
+        issues.append(
+            ContactIssue(
+                record[ROW],
+                longest,
+                column_letter(positions[longest]),
+                record[longest],
+                "message_too_long",
+                f"Messages over {limit:,} characters for this contact ({steps}): "
+                f"shorten {longest}.",
             )
+        )
     return issues
 
 

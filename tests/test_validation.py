@@ -88,7 +88,7 @@ def test_near_miss_contact_header(tmp_path, bot, header):
     assert not report.valid
     error = report.errors[0]
     assert (error.rule, error.row, error.column_letter, error.value) == ("header", 1, "A", header)
-    assert "did you mean CONTACT?" in error.message.lower()
+    assert "did you mean CONTACT?" in error.message
 
 
 def test_missing_unknown_duplicated_and_empty_headers(tmp_path, bot):
@@ -99,7 +99,7 @@ def test_missing_unknown_duplicated_and_empty_headers(tmp_path, bot):
     report = validate_contacts(path, bot)
     messages = {(e.column_letter, e.column): e.message for e in report.errors if e.rule == "header"}
     assert "twice" in messages[("C", "NAME")]
-    assert "Unknown header 'PHONE2'" in messages[("D", "PHONE2")]
+    assert "Unknown header 'PHONE2' in column D" in messages[("D", "PHONE2")]
     assert "no header" in messages[("E", "")]
     assert "Missing column DUE_DATE" in messages[(None, "DUE_DATE")]
     assert len(messages) == 4
