@@ -271,17 +271,14 @@ def _derive_facts(
     frame: pl.DataFrame, chatbot: Chatbot, positions: dict[str, int], complete: bool
 ) -> pl.DataFrame:
     if CONTACT_HEADER in positions:
-        phone = pl.col(CONTACT_HEADER)
-        not_blank = phone.str.strip_chars().str.len_chars().fill_null(0) > 0
+        not_blank = pl.col(CONTACT_HEADER).str.strip_chars().str.len_chars().fill_null(0) > 0
         checked = check_phones(frame[CONTACT_HEADER])
         frame = frame.with_columns(
             checked["valid"].alias("_valid"),
             checked["region"].alias("_region"),
             checked["calling_code"].alias("_calling_code"),
-        ).with_columns(
-            (pl.col("_valid") | ~not_blank).alias(PHONE_OK),
-            pl.when(not_blank).then(pl.col(ROW).min().over(CONTACT_HEADER)).alias(FIRST_ROW),
-        )
+        ).with_columns((pl.col("_valid") | ~not_blank).alias(PHONE_OK))
+        frame = frame.with_columns(_first_rows(frame, not_blank))
     if complete and frame.height:
         templates = [text for _, _, text in chatbot.messages()]
         frame = frame.with_columns(sms.measure_columns(chatbot.custom_data)).with_columns(
@@ -290,6 +287,25 @@ def _derive_facts(
     elif complete:
         frame = frame.with_columns(pl.lit(0).alias(LONGEST))
     return frame
+
+
+def _first_rows(frame: pl.DataFrame, not_blank: pl.Expr) -> pl.Series:
+    """The row where each repeated phone first appears; null for phones that appear once.
+
+    Grouping a million strings is the slow way; their 64-bit hashes screen for repeats cheaply,
+    and only the few candidate rows are grouped by the real string (so a hash collision
+    between different numbers changes nothing).
+    """
+    candidates = (
+        frame.select(pl.col(CONTACT_HEADER).hash().is_duplicated() & not_blank)
+        .to_series()
+        .arg_true()
+    )
+    first = pl.Series(FIRST_ROW, [None] * frame.height, dtype=pl.Int64)
+    if candidates.len():
+        rows = frame[candidates].select(pl.col(ROW).min().over(CONTACT_HEADER)).to_series()
+        first = first.scatter(candidates, rows)
+    return first
 
 
 # --- failures in the user's words ---------------------------------------------------------------
