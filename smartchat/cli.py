@@ -12,6 +12,7 @@ import click
 import typer
 from rich.markup import escape
 
+from smartchat.commands import campaigns, contacts
 from smartchat.errors import ContactValidationError, SmartChatError
 
 
@@ -42,18 +43,8 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from smartchat.commands import contacts
-
-    contacts.register(app)
-    try:
-        from smartchat.commands import campaigns
-    except ImportError:  # the campaign commands are not in this build yet
-        return
-    campaigns.register(app)
-
-
-_register()
+contacts.register(app)
+campaigns.register(app)
 
 
 def main() -> None:

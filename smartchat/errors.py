@@ -7,6 +7,7 @@
     ├── ContactValidationError        the file breaks the rules; carries the report (exit 1)
     ├── NotFoundError                 a chatbot or campaign id that does not exist (exit 1)
     ├── CampaignStateError            not allowed in the campaign's state (exit 1)
+    ├── QueryError                    an analyst's SQL was refused (it writes) or failed (exit 1)
     ├── StoreError                    the DuckDB store can't be opened or stays busy (exit 1)
     └── GatewayError                  the SMS aggregator failed a request
         ├── GatewayRateLimited        429: slow down and retry
@@ -58,6 +59,10 @@ class NotFoundError(SmartChatError):
 
 
 class CampaignStateError(SmartChatError):
+    pass
+
+
+class QueryError(SmartChatError):
     pass
 
 

@@ -1,0 +1,43 @@
+"""Flow `launch_campaign`: validate a contact file against a chatbot, then launch a campaign.
+
+The same rules and the same single store transaction as `smartchat launch` (tasks.campaigns);
+the validation report is a table artifact, the launched campaign a markdown one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from smartchat.errors import ContactValidationError
+from tasks.campaign_tasks import store_campaign, validate_campaign_contacts
+
+
+@flow(name="launch-campaign")
+def launch_campaign(
+    chatbot_id: str,
+    contacts_path: str,
+    name: str | None = None,
+    rate: float | None = None,
+    db: str | None = None,
+    send: bool = True,
+) -> dict[str, Any]:
+    """Launch `contacts_path` with the chatbot's latest version; returns the campaign."""
+    validated = validate_campaign_contacts(chatbot_id, contacts_path, db)
+    if not validated.valid:
+        problems = validated.error_count
+        raise ContactValidationError(
+            f"{contacts_path} can't be launched with chatbot {chatbot_id}: {problems:,} "
+            f"problem{'s' * (problems != 1)} (see the campaign-launch-validation artifact). "
+            "Nothing was written.",
+            None,
+        )
+    return store_campaign(validated, name=name, rate=rate, send=send, db=db)
+
+
+if __name__ == "__main__":
+    import sys
+
+    campaign = launch_campaign(sys.argv[1], sys.argv[2])
+    print(f"Launched campaign {campaign['id']}")

@@ -1,0 +1,362 @@
+"""The campaign lifecycle (product FAQ) on real DuckDB files and real contact files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from smartchat.errors import CampaignStateError, ContactValidationError, NotFoundError, QueryError
+from tasks import campaigns
+from tasks.campaigns import CampaignStatus
+from tasks.store import open_store
+from tests.conftest import CHATBOT_YAML, ROOT, contact_rows, write_contacts
+
+INJECTION = "'); DROP TABLE campaigns; --"
+# The installed console script: an analyst's process, start-up included.
+SMARTCHAT = shutil.which("smartchat", path=str(Path(sys.executable).parent)) or "smartchat"
+
+
+def rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with open_store(db, read_only=True) as conn:
+        return conn.execute(sql, list(params)).fetchall()
+
+
+def edited_chatbot(tmp_path: Path, old: str, new: str) -> Path:
+    """The sample chatbot with one line changed (text, so YAML answers like `no` stay text)."""
+    text = CHATBOT_YAML.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "edited.yaml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+# --- chatbots ----------------------------------------------------------------------------------
+
+
+def test_same_content_is_the_same_version_and_an_edit_is_a_new_one(db: Path, tmp_path: Path):
+    again = campaigns.register_chatbot(CHATBOT_YAML, db)
+    assert (again.chatbot.version, again.created) == (1, False)
+    renamed = edited_chatbot(tmp_path, "name: Payment reminder", "name: Recordatorio")
+    edited = campaigns.register_chatbot(renamed, db)
+    assert (edited.chatbot.version, edited.created) == (2, True)
+    assert [(b.version, n) for b, n in campaigns.list_chatbots(db)] == [(1, 0), (2, 0)]
+
+
+def test_a_chatbots_language_cant_change(db: Path, tmp_path: Path):
+    with pytest.raises(CampaignStateError) as err:
+        campaigns.register_chatbot(edited_chatbot(tmp_path, "language: es", "language: en"), db)
+    assert "A chatbot's language can't change; create a new chatbot instead" in str(err.value)
+    assert rows(db, "SELECT count(*) FROM chatbots") == [(1,)]
+
+
+def test_launching_an_unknown_chatbot_names_the_known_ones(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    with pytest.raises(NotFoundError, match="registered: payment-reminder"):
+        campaigns.launch("nope", contacts, db=db)
+
+
+# --- launch ------------------------------------------------------------------------------------
+
+
+def test_launch_stores_the_validated_contacts_and_the_files_hash(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "contacts.tsv", contact_rows(12))
+    result = campaigns.launch("payment-reminder", contacts, rate=5, db=db)
+    campaign = result.campaign
+    assert campaign is not None and campaign.status == CampaignStatus.LAUNCHED
+    assert campaign.id.startswith("c-") and len(campaign.id) == len("c-20261125-7f3a")
+    assert campaign.contacts_sha256 == hashlib.sha256(contacts.read_bytes()).hexdigest()
+    assert (campaign.contacts_file, campaign.contact_count, campaign.send_rate) == (
+        "contacts.tsv",
+        12,
+        5.0,
+    )
+    stored = rows(
+        db,
+        "SELECT row_number, phone, country, custom_data['AMOUNT'] FROM campaign_contacts "
+        "WHERE campaign_id = ? ORDER BY row_number LIMIT 2",
+        campaign.id,
+    )
+    assert stored == [(2, "+525512000000", "MX", "100"), (3, "+34610000000", "ES", "101")]
+
+
+def test_a_dry_run_writes_nothing(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(5))
+    before = db.read_bytes()
+    result = campaigns.launch("payment-reminder", contacts, dry_run=True, db=db)
+    assert result.campaign is None and result.report.contact_count == 5
+    assert db.read_bytes() == before
+
+
+def test_an_invalid_file_writes_nothing(db: Path, tmp_path: Path):
+    bad = contact_rows(3)
+    bad[1][1] = " "  # a blank NAME
+    contacts = write_contacts(tmp_path / "c.tsv", bad)
+    with pytest.raises(ContactValidationError) as err:
+        campaigns.launch("payment-reminder", contacts, db=db)
+    assert err.value.report.errors[0].rule == "blank"
+    assert rows(db, "SELECT count(*) FROM campaigns") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM campaign_contacts") == [(0,)]
+
+
+def test_a_phone_is_once_per_campaign_but_in_any_number_of_campaigns(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(4))
+    first = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    second = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    assert first and second and first.id != second.id
+    assert rows(db, "SELECT count(DISTINCT campaign_id) FROM campaign_contacts") == [(2,)]
+
+    repeated = contact_rows(4) + [contact_rows(1)[0]]
+    with pytest.raises(ContactValidationError) as err:
+        campaigns.launch("payment-reminder", write_contacts(tmp_path / "r.tsv", repeated), db=db)
+    assert [e.rule for e in err.value.report.errors] == ["duplicate_phone"]
+    assert err.value.report.errors[0].row == 6
+
+
+def test_a_launched_campaigns_contacts_are_frozen(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    campaign = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    assert campaign is not None
+    fixed = write_contacts(tmp_path / "fixed.tsv", contact_rows(3, start=100))
+    with pytest.raises(CampaignStateError) as err:
+        campaigns.replace_contacts(campaign.id, fixed, db=db)
+    assert str(err.value) == (
+        f"Campaign {campaign.id} is launched: its contact file can't change. Stop it, fix the "
+        f"file and launch a new campaign: smartchat relaunch {campaign.id} --contacts {fixed}"
+    )
+    with pytest.raises(QueryError, match="read-only: UPDATE"):
+        campaigns.run_query("UPDATE campaign_contacts SET phone = '+1'", db=db)
+    assert rows(db, "SELECT min(phone) FROM campaign_contacts") == [("+34610000000",)]
+
+
+def test_a_campaign_keeps_its_chatbot_version(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    old = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    campaigns.register_chatbot(edited_chatbot(tmp_path, "name: Payment reminder", "name: v2"), db)
+    new = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    assert old and new and (old.chatbot_version, new.chatbot_version) == (1, 2)
+    relaunched = campaigns.relaunch(old.id, contacts, db=db).campaign
+    assert relaunched and relaunched.chatbot_version == 1
+
+
+# --- stop and relaunch -------------------------------------------------------------------------
+
+
+def test_stopping_twice_is_harmless(db: Path, tmp_path: Path):
+    campaign = campaigns.launch(
+        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(2)), db=db
+    ).campaign
+    assert campaign is not None
+    stopped, changed = campaigns.stop(campaign.id, db=db)
+    again, changed_again = campaigns.stop(campaign.id, db=db)
+    assert (stopped.status, changed, changed_again) == ("stopped", True, False)
+    assert again.stopped_at == stopped.stopped_at
+    with pytest.raises(NotFoundError):
+        campaigns.stop("c-00000000-0000", db=db)
+
+
+def test_relaunch_stops_the_old_campaign_and_records_it(db: Path, tmp_path: Path):
+    old = campaigns.launch(
+        "payment-reminder",
+        write_contacts(tmp_path / "c.tsv", contact_rows(3)),
+        name="Pagos",
+        rate=3,
+        send=False,
+        db=db,
+    ).campaign
+    assert old is not None
+    fixed = write_contacts(tmp_path / "fixed.tsv", contact_rows(4))
+    new = campaigns.relaunch(old.id, fixed, db=db).campaign
+    assert new is not None
+    assert (new.replaces, new.name, new.send_rate, new.contact_count) == (old.id, "Pagos", 3, 4)
+    assert new.send_enabled  # --no-send is chosen per launch, not inherited
+    assert rows(db, "SELECT status FROM campaigns WHERE id = ?", old.id) == [("stopped",)]
+
+    # A stopped campaign can be relaunched again; it stays stopped.
+    third = campaigns.relaunch(old.id, fixed, send=False, db=db).campaign
+    assert third and third.replaces == old.id and not third.send_enabled
+
+
+def test_an_invalid_relaunch_leaves_the_old_campaign_running(db: Path, tmp_path: Path):
+    old = campaigns.launch(
+        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(3)), db=db
+    ).campaign
+    assert old is not None
+    bad = write_contacts(tmp_path / "bad.tsv", [["5512345678", "Ana", "2026-12-01", "1"]])
+    with pytest.raises(ContactValidationError):
+        campaigns.relaunch(old.id, bad, db=db)
+    assert rows(db, "SELECT id, status FROM campaigns") == [(old.id, "launched")]
+
+
+def test_injection_text_is_stored_as_text(db: Path, tmp_path: Path):
+    contacts = contact_rows(2)
+    contacts[0][1] = INJECTION
+    campaign = campaigns.launch(
+        "payment-reminder",
+        write_contacts(tmp_path / "c.tsv", contacts),
+        name=INJECTION,
+        db=db,
+    ).campaign
+    assert campaign is not None and campaign.name == INJECTION
+    assert rows(db, "SELECT name FROM campaigns") == [(INJECTION,)]
+    assert rows(db, "SELECT custom_data['NAME'] FROM campaign_contacts WHERE row_number = 2") == [
+        (INJECTION,)
+    ]
+
+
+# --- status, query, export ---------------------------------------------------------------------
+
+
+def test_status_lists_campaigns_newest_first(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(6))
+    first = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    second = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    assert first and second
+    progress = campaigns.campaign_status(db=db)
+    assert [p.campaign_id for p in progress] == [second.id, first.id]
+    assert (progress[0].contacts, progress[0].sent, progress[0].reply_rate) == (6, 0, None)
+    countries = campaigns.country_status(first.id, db=db)
+    assert sorted(r[:2] for r in countries.rows) == [
+        ("AR", 1), ("BR", 1), ("CO", 1), ("ES", 1), ("GB", 1), ("MX", 1)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO campaigns (id) VALUES ('x')",
+        "UPDATE campaigns SET status = 'stopped'",
+        "DELETE FROM campaign_contacts",
+        "DROP TABLE campaigns",
+        "COPY campaigns TO '/tmp/out.csv'",
+        "ATTACH '/tmp/other.duckdb' AS other",
+        "PRAGMA enable_profiling",
+        "SET threads = 1",
+        "CREATE TABLE t AS SELECT 1",
+        "CHECKPOINT",
+        "INSTALL httpfs",
+        "EXPORT DATABASE '/tmp/dump'",
+        "SELECT 1; DROP TABLE campaigns",
+    ],
+)
+def test_query_refuses_anything_that_writes(db: Path, sql: str):
+    with pytest.raises(QueryError, match="read-only|One statement"):
+        campaigns.run_query(sql, db=db)
+    assert rows(db, "SELECT count(*) FROM chatbots") == [(1,)]
+
+
+def test_query_cant_reach_the_file_system(db: Path):
+    with pytest.raises(QueryError, match="disabled by configuration"):
+        campaigns.run_query("SELECT * FROM read_csv('/etc/passwd')", db=db)
+
+
+def test_query_returns_columns_and_rows(db: Path):
+    result = campaigns.run_query("SELECT id, version FROM chatbots", db=db)
+    assert (result.columns, result.rows) == (["id", "version"], [("payment-reminder", 1)])
+
+
+def test_export_writes_parquet_for_bi_tools(db: Path, tmp_path: Path):
+    campaign = campaigns.launch(
+        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(5)), db=db
+    ).campaign
+    assert campaign is not None
+    paths = campaigns.export_campaign(campaign.id, tmp_path / "bi", db=db)
+    assert {p.name for p in paths} >= {"campaign_contacts.parquet", "campaign_summary.parquet"}
+    exported = pl.read_parquet(tmp_path / "bi" / campaign.id / "campaign_contacts.parquet")
+    assert exported.height == 5 and exported["phone"][0] == "+525512000000"
+    assert duckdb.sql(
+        "SELECT custom_data['NAME'] FROM read_parquet(?) LIMIT 1",
+        params=[str(paths[2])],
+    ).fetchall() == [("Name 0",)]
+    assert not list((tmp_path / "bi").rglob("*.partial"))
+
+
+# --- crashes and concurrency (other processes, real signals) -------------------------------------
+
+LAUNCHER = """
+import sys
+from tasks.campaigns import launch
+campaign = launch("payment-reminder", sys.argv[1], db=sys.argv[2]).campaign
+print(campaign.id, flush=True)
+"""
+
+
+def start_launch(contacts: Path, db: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(contacts), str(db)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_write(db: Path, child: subprocess.Popen[str], timeout: float = 60) -> bool:
+    """True once the store file starts growing (the launch's transaction is writing)."""
+    size = db.stat().st_size
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        if db.stat().st_size != size:
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def test_kill_9_during_launch_leaves_no_campaign_or_a_whole_one(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "big.tsv", contact_rows(200_000))
+    outcomes = []
+    for delay in (0.0, 0.1, 0.3):
+        child = start_launch(contacts, db)
+        writing = wait_for_write(db, child)
+        time.sleep(delay)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        assert writing, child.stderr.read() if child.stderr else ""
+        # Every campaign is whole, and no contact belongs to a campaign that doesn't exist.
+        whole = rows(
+            db,
+            "SELECT c.id, c.contact_count, count(k.phone) FROM campaigns c "
+            "LEFT JOIN campaign_contacts k ON k.campaign_id = c.id GROUP BY ALL",
+        )
+        assert all(expected == found == 200_000 for _, expected, found in whole), whole
+        orphans = rows(
+            db,
+            "SELECT count(*) FROM campaign_contacts "
+            "WHERE campaign_id NOT IN (SELECT id FROM campaigns)",
+        )
+        assert orphans == [(0,)]
+        outcomes.append(len(whole))
+    assert outcomes[0] == 0, "the first kill should land before the commit"
+    # The file is healthy afterwards: the next launch works.
+    small = write_contacts(tmp_path / "small.tsv", contact_rows(3))
+    assert campaigns.launch("payment-reminder", small, db=db).campaign is not None
+
+
+def test_an_analyst_query_succeeds_while_a_launch_writes(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "big.tsv", contact_rows(200_000))
+    launcher = start_launch(contacts, db)
+    assert wait_for_write(db, launcher)
+    started = time.monotonic()
+    analyst = subprocess.run(
+        [SMARTCHAT, "query", "SELECT count(*) AS n FROM chatbots", "--json", "--db", str(db)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    waited = time.monotonic() - started
+    out, err = launcher.communicate(timeout=60)
+    assert analyst.returncode == 0, analyst.stderr
+    assert '"n": 1' in analyst.stdout
+    assert launcher.returncode == 0, err  # neither side failed
+    assert waited < 6, f"the query took {waited:.1f} s"
+    assert rows(db, "SELECT contact_count FROM campaigns") == [(200_000,)]
