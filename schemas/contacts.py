@@ -7,11 +7,15 @@ the schema states the rules over them, so every rule of the product FAQ has one 
 
 from __future__ import annotations
 
-import pandera.polars as pa
+from typing import TYPE_CHECKING
+
 import polars as pl
-from pandera.api.polars.types import PolarsData
 
 from schemas.chatbot import CONTACT_HEADER
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    from pandera.api.polars.types import PolarsData
 
 PHONE_OK = "_phone_ok"  # valid E.164 for its country, or blank (blank is its own rule)
 FIRST_ROW = "_first_row"  # spreadsheet row where this phone first appears
@@ -51,6 +55,8 @@ def contact_schema(columns: list[str], max_chars: int | None) -> pa.DataFrameSch
     `max_chars` is None when a Unique ID column is missing: messages can't be rendered then, and
     the missing header is already reported.
     """
+    import pandera.polars as pa  # ~0.5 s of imports: only when a file is actually validated
+
     blank = pa.Check(_not_blank, name="blank")
     schema_columns: dict[str, pa.Column] = {}
     for name in columns:

@@ -6,14 +6,16 @@ import json
 import sys
 from collections.abc import Iterable
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from schemas.contacts import RULES
-from tasks.validation import ContactIssue, ValidationReport
+
+if TYPE_CHECKING:
+    from tasks.validation import ContactIssue, ValidationReport
 
 err_console = Console(stderr=True)
 

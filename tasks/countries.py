@@ -142,12 +142,19 @@ def _table() -> _Table:
 
     english = Locale("en").territories
     spanish = Locale("es").territories
+    # Inverting the code → regions map is free; country_code_for_region would load every
+    # region's numbering metadata (~0.1 s) just to read one number from each.
+    calling_codes = {
+        region: code
+        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+        for region in regions
+    }
     countries = [
         Country(
             iso,
             english.get(iso, iso),
             spanish.get(iso, english.get(iso, iso)),
-            phonenumbers.country_code_for_region(iso),
+            calling_codes[iso],
         )
         for iso in phonenumbers.SUPPORTED_REGIONS
     ]

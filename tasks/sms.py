@@ -22,6 +22,9 @@ GSM7_EXTENDED = "^{}\\[~]|€\f"
 
 _NOT_GSM7 = "[^" + re.escape(GSM7_BASIC + GSM7_EXTENDED) + "]"
 _EXTENDED = "[" + re.escape(GSM7_EXTENDED) + "]"
+# Anything that is not printable ASCII, or is an extension-table character: a column without
+# any is GSM-7 throughout and one septet per character.
+_SPECIAL = r"[^ -~]|[\^{}\\\[~\]|]"
 # Characters outside the Basic Multilingual Plane (most emoji) take two UTF-16 code units.
 _ASTRAL = "[\U00010000-\U0010ffff]"
 
@@ -52,21 +55,30 @@ def parts_expr(units: pl.Expr, single: int, part: int) -> pl.Expr:
     return pl.when(units <= single).then(1).otherwise((units + part - 1) // part)
 
 
-def measure_columns(names: list[str]) -> list[pl.Expr]:
+def measure_columns(frame: pl.DataFrame, names: list[str]) -> list[pl.Expr]:
     """Per-value measures that every message's length and encoding are sums and ors of.
 
     Computed once per Custom Data column, then combined per message, so a chatbot with many
-    messages costs no extra string scans.
+    messages costs no extra string scans. A column of plain ASCII (dates, amounts, most codes)
+    needs no encoding scans at all: one cheap test proves it.
     """
+    special = frame.select(pl.col(names).str.contains(_SPECIAL).any()).row(0) if names else ()
     exprs: list[pl.Expr] = []
-    for name in names:
+    for name, has_special in zip(names, special, strict=True):
         col = pl.col(name)
-        exprs += [
-            col.str.len_chars().fill_null(0).alias(f"_chars:{name}"),
-            col.str.contains(_NOT_GSM7).fill_null(False).alias(f"_ucs2:{name}"),
-            col.str.count_matches(_EXTENDED).fill_null(0).alias(f"_ext:{name}"),
-            col.str.count_matches(_ASTRAL).fill_null(0).alias(f"_astral:{name}"),
-        ]
+        exprs.append(col.str.len_chars().fill_null(0).alias(f"_chars:{name}"))
+        if has_special:
+            exprs += [
+                col.str.contains(_NOT_GSM7).fill_null(False).alias(f"_ucs2:{name}"),
+                col.str.count_matches(_EXTENDED).fill_null(0).alias(f"_ext:{name}"),
+                col.str.count_matches(_ASTRAL).fill_null(0).alias(f"_astral:{name}"),
+            ]
+        else:
+            exprs += [
+                pl.lit(False).alias(f"_ucs2:{name}"),
+                pl.lit(0, dtype=pl.UInt32).alias(f"_ext:{name}"),
+                pl.lit(0, dtype=pl.UInt32).alias(f"_astral:{name}"),
+            ]
     return exprs
 
 

@@ -22,7 +22,7 @@ from schemas.chatbot import CONTACT_HEADER, Chatbot
 from schemas.contacts import FIRST_ROW, LONGEST, PHONE_OK, ROW, RULES, contact_schema
 from smartchat.settings import get_settings
 from tasks import sms
-from tasks.countries import country_for_region
+from tasks.countries import country_for_calling_code, country_for_region
 from tasks.ingest import ContactSheet, read_contacts
 from tasks.phones import check_phones, explain_phone
 
@@ -281,7 +281,7 @@ def _derive_facts(
         frame = frame.with_columns(_first_rows(frame, not_blank))
     if complete and frame.height:
         templates = [text for _, _, text in chatbot.messages()]
-        frame = frame.with_columns(sms.measure_columns(chatbot.custom_data)).with_columns(
+        frame = frame.with_columns(sms.measure_columns(frame, chatbot.custom_data)).with_columns(
             pl.max_horizontal(*[sms.message_chars(t) for t in templates]).alias(LONGEST)
         )
     elif complete:
@@ -296,16 +296,17 @@ def _first_rows(frame: pl.DataFrame, not_blank: pl.Expr) -> pl.Series:
     and only the few candidate rows are grouped by the real string (so a hash collision
     between different numbers changes nothing).
     """
+    hashes = frame.select(pl.col(CONTACT_HEADER).hash().filter(not_blank)).to_series()
+    first = pl.repeat(None, frame.height, dtype=pl.Int64, eager=True).alias(FIRST_ROW)
+    if hashes.n_unique() == hashes.len():  # the usual case: no repeats, nothing to locate
+        return first
     candidates = (
         frame.select(pl.col(CONTACT_HEADER).hash().is_duplicated() & not_blank)
         .to_series()
         .arg_true()
     )
-    first = pl.Series(FIRST_ROW, [None] * frame.height, dtype=pl.Int64)
-    if candidates.len():
-        rows = frame[candidates].select(pl.col(ROW).min().over(CONTACT_HEADER)).to_series()
-        first = first.scatter(candidates, rows)
-    return first
+    rows = frame[candidates].select(pl.col(ROW).min().over(CONTACT_HEADER)).to_series()
+    return first.scatter(candidates, rows)
 
 
 # --- failures in the user's words ---------------------------------------------------------------
@@ -452,11 +453,14 @@ def _campaign_contacts(frame: pl.DataFrame, chatbot: Chatbot) -> pl.DataFrame:
 
 
 def _country_counts(contacts: pl.DataFrame) -> list[CountryCount]:
-    counts = contacts.group_by("country").len().sort(["len", "country"], descending=[True, False])
+    # Grouped by calling code too: non-geographic numbers (+800, +882...) share region "001".
+    counts = contacts.group_by("country", "calling_code").len()
     result = []
-    for iso, n in counts.iter_rows():
-        country = country_for_region(iso)
-        result.append(CountryCount(iso, country.name_en, country.calling_code, n))
+    for iso, code, n in counts.sort(
+        ["len", "country", "calling_code"], descending=[True, False, False]
+    ).iter_rows():
+        country = country_for_region(iso) if iso != "001" else country_for_calling_code(code)
+        result.append(CountryCount(iso, country.name_en, code, n))
     return result
 
 
