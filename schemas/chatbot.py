@@ -118,7 +118,7 @@ def placeholders(text: str) -> list[str]:
     return PLACEHOLDER.findall(text)
 
 
-class _ChatbotLoader(yaml.SafeLoader):
+class _ChatbotLoader(yaml.SafeLoader):  # type: ignore[misc]  # (PyYAML ships no types)
     """YAML 1.1 reads `no`, `yes`, `on`, `off` as booleans; in a chatbot they are answers."""
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from rich.markup import escape
 
@@ -19,7 +18,9 @@ from smartchat.errors import ContactValidationError, SmartChatError
 class _Group(typer.core.TyperGroup):
     """Turns every SmartChatError into its message and exit code: no traceback for user error."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # `ctx` is the Context of the click that Typer vendors privately (typer._click): typed Any
+    # rather than importing a private module.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except SmartChatError as exc:

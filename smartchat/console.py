@@ -78,27 +78,16 @@ def _show_valid(report: ValidationReport, console: Console) -> None:
         f"[bold green]✓ {escape(report.source)}:[/] {report.contact_count:,} contact"
         f"{'s' * (report.contact_count != 1)} ready for chatbot {escape(report.chatbot_id)}."
     )
-    countries = Table(title="Contacts per country", title_justify="left", title_style="bold")
-    for name, justify in (
-        ("Country", "left"),
-        ("ISO", "left"),
-        ("Code", "right"),
-        ("Contacts", "right"),
-    ):
-        countries.add_column(name, justify=justify)  # type: ignore[arg-type]
+    countries = _table("Contacts per country", ["Country", "ISO"], ["Code", "Contacts"])
     for c in report.countries:
         countries.add_row(escape(c.name), c.iso, f"+{c.calling_code}", f"{c.contacts:,}")
     console.print(countries)
 
-    segments = Table(title="SMS segments per message", title_justify="left", title_style="bold")
-    for name, justify in (
-        ("Step", "left"),
-        ("Message", "left"),
-        ("Encoding", "left"),
-        ("Segments each", "right"),
-        ("Total segments", "right"),
-    ):
-        segments.add_column(name, justify=justify)  # type: ignore[arg-type]
+    segments = _table(
+        "SMS segments per message",
+        ["Step", "Message", "Encoding"],
+        ["Segments each", "Total segments"],
+    )
     for s in report.segments:
         each = (
             str(s.min_segments)
@@ -114,10 +103,18 @@ def _show_valid(report: ValidationReport, console: Console) -> None:
             console.print(f"  {escape(phone)}: {escape(text)}")
 
 
-def rows_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[object]]) -> Table:
+def _table(title: str, text_columns: list[str], number_columns: Iterable[str] = ()) -> Table:
+    """A titled table: text columns left-aligned, then number columns right-aligned."""
     table = Table(title=title, title_justify="left", title_style="bold")
-    for name in columns:
+    for name in text_columns:
         table.add_column(name)
+    for name in number_columns:
+        table.add_column(name, justify="right")
+    return table
+
+
+def rows_table(title: str, columns: list[str], rows: Iterable[Iterable[object]]) -> Table:
+    table = _table(title, columns)
     for row in rows:
         table.add_row(*(escape("" if v is None else str(v)) for v in row))
     return table

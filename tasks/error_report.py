@@ -7,6 +7,7 @@ memory for one row at a time, not for the whole workbook.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -57,7 +58,7 @@ def _cells(
     ws: Worksheet,
     row: int,
     letters: list[str],
-    values: list[str | None],
+    values: Sequence[str | None],
     by_cell: dict[tuple[int, str], list[ContactIssue]],
     header: bool = False,
 ) -> list[WriteOnlyCell]:

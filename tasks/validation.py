@@ -18,7 +18,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from schemas.chatbot import CONTACT_HEADER, Chatbot
+from schemas.chatbot import CONTACT_HEADER, Chatbot, placeholders
 from schemas.contacts import FIRST_ROW, LONGEST, PHONE_OK, ROW, RULES, contact_schema
 from smartchat.settings import get_settings
 from tasks import sms
@@ -422,7 +422,7 @@ def _length_issues(
             if len(chatbot.render(text, values)) > limit
         ]
         over.sort(reverse=True)
-        used = set(sms.PLACEHOLDER.findall(over[0][3])) or set(chatbot.custom_data)
+        used = set(placeholders(over[0][3])) or set(chatbot.custom_data)
         longest = max(sorted(used), key=lambda n: len(values[n]))
         steps = ", ".join(f"step '{step}' ({fld}) {n:,}" for n, step, fld, _ in over)
         issues.append(
