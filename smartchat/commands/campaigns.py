@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -320,21 +321,28 @@ def _launch_details(campaign: Campaign) -> str:
 
 
 def _progress_table(progress: Sequence[CampaignProgress]) -> Table:
-    """One line per campaign, narrow enough for an 80-column terminal (--json has everything)."""
-    table = Table(title="Campaigns", title_justify="left", title_style="bold")
-    table.add_column("Campaign", no_wrap=True)
-    table.add_column("Name", overflow="fold")
-    table.add_column("Status", no_wrap=True)
-    for numeric in ("Contacts", "Sent", "Delivered", "Failed", "Replied"):
-        table.add_column(numeric, justify="right")
-    table.add_column("Launched", no_wrap=True)
+    """One line per campaign, newest first, in 80 columns (`status X` and --json have the rest)."""
+    table = Table(
+        title="Campaigns",
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=0,
+        pad_edge=False,
+    )
+    table.add_column("Campaign", no_wrap=True, min_width=15)
+    # The name gives way first (cut with …), so the figures never wrap into unreadable stubs.
+    table.add_column("Name", no_wrap=True, overflow="ellipsis", max_width=16)
+    table.add_column("Status", no_wrap=True, min_width=9)
+    for numeric in ("Contacts", "Sent", "Deliv.", "Failed", "Replied"):
+        table.add_column(numeric, justify="right", no_wrap=True, min_width=len(numeric))
     for p in progress:
         table.add_row(
             p.campaign_id,
             escape(p.name),
             p.status,
             *(f"{n:,}" for n in (p.contacts, p.sent, p.delivered, p.failed, p.replied)),
-            f"{p.launched_at:%Y-%m-%d}" if p.launched_at else "",
         )
     return table
 
