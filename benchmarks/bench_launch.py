@@ -1,6 +1,6 @@
 """Figures for campaigns and the store (issue 4). Prints them; not part of the test suite.
 
-    python benchmarks/bench_launch.py [--rows 1000000] [--campaigns 10]
+    .venv/bin/python -m benchmarks.bench_launch [--rows 1000000] [--campaigns 10]
 
 Measures:
   - `smartchat launch --no-send` of 1,000,000 contacts (8 countries, 3 custom columns, .tsv) as a
@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.measure import run_smartchat
+from tasks import campaigns
+from tasks.store import insert_messages, open_store, write_transaction
 
-from tasks import campaigns  # noqa: E402
-from tasks.store import insert_messages, open_store, write_transaction  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "benchmarks" / "out"
 BOT = ROOT / "data" / "payment-reminder.yaml"
@@ -68,24 +65,13 @@ def make_contacts(n: int, path: Path) -> Path:
     return path
 
 
-def smartchat() -> str:
-    return shutil.which("smartchat", path=str(Path(sys.executable).parent)) or "smartchat"
-
-
 def timed_launch(contacts: Path, db: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `smartchat launch --no-send` process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(
-        [smartchat(), "launch", "-c", "payment-reminder", "--contacts", str(contacts),
-         "--no-send", "--json", "--db", str(db)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    wall, peak, _ = run_smartchat(
+        "launch", "-c", "payment-reminder", "--contacts", str(contacts), "--no-send", "--json",
+        "--db", str(db),
     )  # fmt: skip
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"launch failed: {child.stderr.read().decode() if child.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, peak
 
 
 def median_time(runs: int, action: Callable[[], object]) -> float:

@@ -1,6 +1,6 @@
 """How fast is `check_phones` on 1,000,000 valid numbers, against the phonenumbers loop?
 
-    /work/venv/bin/python benchmarks/bench_phones.py [--rows 1000000] [--naive 50000]
+    .venv/bin/python -m benchmarks.bench_phones [--rows 1000000] [--naive 50000]
 
 Numbers are phonenumbers' example mobile and fixed-line numbers for several countries with
 their last digits randomised, kept only where `check_phones` says valid (and the naive loop
@@ -13,18 +13,14 @@ import argparse
 import functools
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import phonenumbers
 import polars as pl
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
-
-from tasks.phones import check_phones  # noqa: E402
+from tasks.phones import check_phones
 
 REGIONS = ("MX", "US", "GB", "ES", "BR", "CO", "IN", "AR", "CA", "DE")
 TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE)

@@ -1,7 +1,7 @@
 """Figures for contact validation (issue 3). Prints them; not part of the test suite.
 
     .venv/bin/pip install -e '.[bench]'      # xlsxwriter, to write the .xlsx input
-    .venv/bin/python benchmarks/bench_validate.py [--rows 1000000]
+    .venv/bin/python -m benchmarks.bench_validate [--rows 1000000]
 
 The naive baseline runs in its own venv (benchmarks/out/baseline-venv, made on first use).
 
@@ -15,15 +15,15 @@ Measures, each `smartchat validate` as a fresh subprocess (process start include
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import phonenumbers
 import polars as pl
+
+from benchmarks.measure import run_smartchat
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
@@ -57,35 +57,9 @@ def make_contacts(n: int, seed: int = 7) -> pl.DataFrame:
     ).sample(fraction=1.0, shuffle=True, seed=seed)
 
 
-# The child reports its own peak: /proc's VmHWM covers only the memory of the program after
-# exec, whereas rusage's maxrss also counts the pages of the big benchmark process it forked from.
-_CLI = """
-import atexit, os
-def _peak():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            open(os.environ["PEAK_FILE"], "w").write(line.split()[1])
-atexit.register(_peak)
-from smartchat.cli import main
-main()
-"""
-
-
 def run_cli(path: Path) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MB) and exit code of one `smartchat validate` process."""
-    peak_file = OUT / "peak-kb"
-    argv = ["validate", str(path), "--chatbot", str(BOT), "--json"]
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", _CLI, *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PEAK_FILE": str(peak_file)},
-    )
-    wall = time.perf_counter() - start
-    if done.returncode not in (0, 1):
-        sys.exit(f"smartchat validate {path} failed: {done.stderr.decode()[-500:]}")
-    return wall, int(peak_file.read_text()) / 1024, done.returncode
+    return run_smartchat("validate", str(path), "--chatbot", str(BOT), "--json", ok=(0, 1))
 
 
 def naive_baseline(path: Path) -> float:
