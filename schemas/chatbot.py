@@ -27,12 +27,12 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from smartchat.errors import ChatbotError
+from smartchat.errors import ChatbotError, ChatbotFileError
 
 CONTACT_HEADER = "CONTACT"
 UNIQUE_ID = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -57,9 +57,10 @@ class Reply(_Strict):
 
 
 class Step(_Strict):
-    say: str
+    # An empty or blank message would still be sent (and billed) as an SMS.
+    say: str = Field(min_length=1, pattern=r"\S")
     replies: list[Reply] = Field(default_factory=list)
-    otherwise: str | None = None
+    otherwise: str | None = Field(default=None, min_length=1, pattern=r"\S")
 
     @property
     def is_final(self) -> bool:
@@ -119,7 +120,26 @@ def placeholders(text: str) -> list[str]:
 
 
 class _ChatbotLoader(yaml.SafeLoader):  # type: ignore[misc]  # (PyYAML ships no types)
-    """YAML 1.1 reads `no`, `yes`, `on`, `off` as booleans; in a chatbot they are answers."""
+    """Safe YAML, stricter where a chatbot needs it.
+
+    YAML 1.1 reads `no`, `yes`, `on`, `off` as booleans; in a chatbot they are answers. And a
+    repeated key (two `ask:` steps) would silently keep only the last one.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key!r} appears twice (first on line {seen[key] + 1}): keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 _ChatbotLoader.yaml_implicit_resolvers = {
@@ -137,9 +157,13 @@ def load_chatbot(path: Path | str) -> Chatbot:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_ChatbotLoader)  # noqa: S506
     except FileNotFoundError:
-        raise ChatbotError(f"{path}: no such chatbot file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ChatbotError(f"{path}: can't be read ({exc}). Save it as UTF-8 text.") from None
+        raise ChatbotFileError(f"{path}: no such chatbot file.") from None
+    except IsADirectoryError:
+        raise ChatbotFileError(f"{path} is a folder: name the chatbot's .yaml file.") from None
+    except UnicodeDecodeError:
+        raise ChatbotFileError(f"{path}: is not UTF-8 text. Save it as UTF-8.") from None
+    except OSError as exc:
+        raise ChatbotFileError(f"{path}: can't be read ({exc.strerror or exc}).") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -158,7 +182,7 @@ def parse_chatbot(raw: object, source: str = "<chatbot>") -> Chatbot:
     problems = [f"{source}: {p}" for p in chatbot_problems(bot)]
     if problems:
         raise ChatbotError("\n".join(problems))
-    return bot
+    return bot.model_copy(update={"language": canonical_language(bot.language)})
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -171,7 +195,10 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def chatbot_problems(bot: Chatbot) -> list[str]:
     """Every inconsistency in a structurally valid chatbot, as messages for its author."""
     problems: list[str] = []
-    problems += _language_problems(bot.language)
+    try:
+        canonical_language(bot.language)
+    except ValueError as exc:
+        problems.append(f"field 'language': {exc}")
     if not CHATBOT_ID.match(bot.id):
         problems.append(
             f"field 'id': {bot.id!r} must be lowercase letters, digits, '-' or '_' "
@@ -238,16 +265,29 @@ def chatbot_problems(bot: Chatbot) -> list[str]:
     return problems
 
 
-def _language_problems(tag: str) -> list[str]:
+def canonical_language(tag: str) -> str:
+    """The BCP-47 form of a known language tag (`EN` → `en`, `es-mx` → `es-MX`).
+
+    Raises ValueError with a message for the chatbot's author. The canonical form matters: the
+    language is fixed for a chatbot's life, and `EN` and `en` must not count as two languages.
+    """
     from babel import Locale, UnknownLocaleError
 
     if "_" in tag:
-        return [f"field 'language': {tag!r} is not BCP-47: write {tag.replace('_', '-')!r}."]
+        raise ValueError(f"{tag!r} is not BCP-47: write {tag.replace('_', '-')!r}.")
+    parts = tag.strip().split("-")
+    cased = [parts[0].lower()] + [p.title() if len(p) == 4 else p.upper() for p in parts[1:]]
     try:
-        Locale.parse(tag, sep="-")
+        locale = Locale.parse("_".join(cased))
     except (UnknownLocaleError, ValueError):
-        return [f"field 'language': {tag!r} is not a known language tag (e.g. es, en, pt-BR)."]
-    return []
+        raise ValueError(
+            f"{tag!r} is not a known language tag (e.g. es, en, pt-BR, es-419)."
+        ) from None
+    canonical = "-".join(p for p in (locale.language, locale.script, locale.territory) if p)
+    # Babel quietly maps unknown regions to a likely one (en-ZZ → en-US): refuse instead.
+    if canonical.lower() != "-".join(cased).lower():
+        raise ValueError(f"{tag!r} is not a known language tag (did you mean {canonical!r}?).")
+    return canonical
 
 
 def _reachable(bot: Chatbot) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable
 from itertools import groupby
@@ -22,11 +23,35 @@ err_console = Console(stderr=True)
 
 def print_json(payload: Any) -> None:
     """One JSON document on stdout, nothing else, so `| jq` always works."""
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(payload, indent=2) + "\n")
     sys.stdout.flush()
 
 
-def show_validation_report(report: ValidationReport, console: Console, sample: int = 20) -> None:
+def json_text(payload: Any, indent: int | None = None) -> str:
+    """Strict JSON: NaN and infinities (which json.dumps writes as bare NaN) become null."""
+    return json.dumps(
+        _finite(payload), ensure_ascii=False, indent=indent, default=str, allow_nan=False
+    )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def show_validation_report(
+    report: ValidationReport, console: Console, sample: int | None = None
+) -> None:
+    """The terminal report; `sample` errors per rule (default: SMARTCHAT_REPORT_SAMPLE)."""
+    if sample is None:
+        from smartchat.settings import get_settings
+
+        sample = get_settings().report_sample
     if report.valid:
         _show_valid(report, console)
     else:

@@ -3,7 +3,8 @@
     SmartChatError                    anything the user can fix; the CLI prints it, no traceback
     ├── UsageError                    a command was called wrong (exit 2)
     ├── ContactFileError              the contact file can't be read at all (exit 2)
-    ├── ChatbotError                  the chatbot YAML is unreadable or inconsistent (exit 1)
+    ├── ChatbotError                  the chatbot YAML is inconsistent (exit 1)
+    │   └── ChatbotFileError          the chatbot file can't be read at all (exit 2)
     ├── ContactValidationError        the file breaks the rules; carries the report (exit 1)
     ├── NotFoundError                 a chatbot or campaign id that does not exist (exit 1)
     ├── CampaignStateError            not allowed in the campaign's state (exit 1)
@@ -44,6 +45,12 @@ class ContactFileError(SmartChatError):
 
 class ChatbotError(SmartChatError):
     """The chatbot YAML is unreadable or inconsistent; the message names file, step and field."""
+
+
+class ChatbotFileError(ChatbotError):
+    """The chatbot file is missing, a folder, or not text: like an unreadable contact file."""
+
+    exit_code = 2
 
 
 class ContactValidationError(SmartChatError):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.comments import Comment
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.worksheet import Worksheet
@@ -35,17 +36,30 @@ def write_error_report(sheet: ContactSheet, report: ValidationReport, out: Path 
 
     book = Workbook(write_only=True)
     contacts = book.create_sheet("Contacts")
-    letters = [column_letter(i) for i in range(len(sheet.headers))]
+    extras: dict[int, dict[int, str]] = defaultdict(dict)
+    for row, col, value in sheet.extra_cells:
+        extras[row][col - 1] = value
+    width = max([len(sheet.headers), *(max(cols) + 1 for cols in extras.values())])
+    letters = [column_letter(i) for i in range(width)]
     contacts.append(_cells(contacts, 1, letters, sheet.headers, by_cell, header=True))
     columns = [f"c{i}" for i in range(len(sheet.headers))]
+    next_row = 2
     for row, *values in sheet.data.select("row", *columns).iter_rows():
+        # Blank rows were skipped on reading: keep every row where the user has it, so the
+        # row numbers in the comments and the Problems sheet point at the right line.
+        for _ in range(next_row, row):
+            contacts.append([])
+        values += [extras[row].get(i) for i in range(len(sheet.headers), width)]
         contacts.append(_cells(contacts, row, letters, values, by_cell))
+        next_row = row + 1
 
     problems = book.create_sheet("Problems")
     problems.append(["Row", "Column", "Header", "Value", "Rule", "Problem"])
     for issue in report.errors:
+        value = WriteOnlyCell(problems, value=_printable(issue.value))
+        value.data_type = "s"
         problems.append(
-            [issue.row, issue.column_letter, issue.column, issue.value, issue.rule, issue.message]
+            [issue.row, issue.column_letter, issue.column, value, issue.rule, issue.message]
         )
     try:
         book.save(out)
@@ -64,8 +78,11 @@ def _cells(
 ) -> list[WriteOnlyCell]:
     cells = []
     for letter, value in zip(letters, values, strict=True):
-        cell = WriteOnlyCell(ws, value=value)
-        # Text keeps what the user typed (a leading + or 0) exactly as it was.
+        cell = WriteOnlyCell(ws, value=_printable(value))
+        # Always text, never a formula: `=HYPERLINK(...)` in a contact file must not become a
+        # live link in the report, and text keeps a leading + or 0 exactly as typed.
+        if value is not None:
+            cell.data_type = "s"
         cell.number_format = "@"
         if header:
             cell.font = _BOLD
@@ -75,3 +92,10 @@ def _cells(
             cell.comment = Comment("\n".join(i.message for i in issues), "smartchat")
         cells.append(cell)
     return cells
+
+
+def _printable(value: str | None) -> str | None:
+    """XML can't hold control characters: show them as \\xNN so the user can find them."""
+    if value is None:
+        return None
+    return ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", value)

@@ -27,6 +27,7 @@ imported inside the functions and openpyxl is not used at all (see `_scientific_
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,9 @@ class ContactSheet:
     # (row, 1-based column, value) for values right of the last header, sorted
     extra_cells: list[tuple[int, int, str]] = field(default_factory=list)
     extra_cell_count: int = 0  # all extra values found; `extra_cells` stops at MAX_EXTRA_CELLS
+    # sha256 of exactly the bytes that were parsed, so a campaign records the file it launched
+    # even if the file changes on disk a moment later.
+    sha256: str = ""
 
     def __post_init__(self) -> None:
         self.extra_cell_count = max(self.extra_cell_count, len(self.extra_cells))
@@ -88,11 +92,12 @@ def read_contacts(path: Path | str) -> ContactSheet:
     file = Path(path)
     _check_is_readable_file(file)
     suffix = file.suffix.lower()
-    if suffix == ".tsv":
-        return _read_tsv(file)
-    if suffix == ".xlsx":
-        return _read_xlsx(file)
-    raise ContactFileError(_unsupported_extension_message(file, suffix))
+    if suffix not in (".tsv", ".xlsx"):
+        raise ContactFileError(_unsupported_extension_message(file, suffix))
+    content = _read_all(file)
+    sheet = _read_tsv(file, content) if suffix == ".tsv" else _read_xlsx(file, content)
+    sheet.sha256 = hashlib.sha256(content).hexdigest()
+    return sheet
 
 
 # --- files and formats --------------------------------------------------------------------------
@@ -180,18 +185,18 @@ def _ole2_message(file: Path, *, renamed_from: str) -> str:
 # --- TSV ----------------------------------------------------------------------------------------
 
 
-def _read_tsv(file: Path) -> ContactSheet:
-    raw = _tsv_frame(file, _tsv_source(file))
+def _read_tsv(file: Path, content: bytes) -> ContactSheet:
+    raw = _tsv_frame(file, _tsv_source(file, content))
     return _build_sheet(file, "tsv", raw, number_cells={})
 
 
-def _tsv_source(file: Path) -> str | bytes:
-    """What polars should parse: the path itself for UTF-8 (mapped, fastest), else UTF-8 bytes."""
-    head = _read_head(file)
+def _tsv_source(file: Path, content: bytes) -> bytes:
+    """What polars should parse: the file's UTF-8 bytes."""
+    head = content[:_SNIFF_BYTES]
     if head.startswith(_UTF16_BOMS):
         # Excel's "Unicode Text" is UTF-16LE with a BOM; polars reads UTF-8 only.
         try:
-            return _read_all(file).decode("utf-16").encode("utf-8")
+            return content.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError:
             raise ContactFileError(
                 f"Contact file '{file}' starts like UTF-16 text but is not valid UTF-16: "
@@ -209,7 +214,7 @@ def _tsv_source(file: Path) -> str | bytes:
             f"Contact file '{file}' is not UTF-8 text (it contains NUL bytes, like UTF-16 text "
             "without a byte-order mark or a binary file): save it as UTF-8 TSV or .xlsx."
         )
-    return str(file)
+    return content
 
 
 def _tsv_frame(file: Path, source: str | bytes) -> pl.DataFrame:
@@ -284,12 +289,12 @@ def _check_utf8(file: Path, source: str | bytes) -> None:
 # --- xlsx ---------------------------------------------------------------------------------------
 
 
-def _read_xlsx(file: Path) -> ContactSheet:
+def _read_xlsx(file: Path, content: bytes) -> ContactSheet:
     _check_xlsx_container(file)
     import fastexcel
 
     try:
-        reader = fastexcel.read_excel(str(file))
+        reader = fastexcel.read_excel(content)
         if not reader.sheet_names:
             raise ContactFileError(
                 f"Contact file '{file}' has no worksheets: put your contacts on the first sheet "

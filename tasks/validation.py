@@ -8,10 +8,8 @@ words → on success, the campaign-ready contacts and the summary (countries, se
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +76,7 @@ class ValidationReport:
     countries: list[CountryCount] = field(default_factory=list)
     segments: list[MessageSegments] = field(default_factory=list)
     previews: list[tuple[str, str]] = field(default_factory=list)
-
-    @cached_property
-    def file_sha256(self) -> str:
-        digest = hashlib.sha256()
-        with open(self.source, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+    file_sha256: str = ""  # of the bytes validated (tasks.ingest), recorded by a launch
 
     def error_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -115,6 +106,8 @@ def validate_contacts(contacts_path: Path | str, chatbot: Chatbot) -> Validation
 
 def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
     settings = get_settings()
+    if not sheet.headers:
+        return _headerless(sheet, chatbot)
     positions, issues = map_headers(sheet.headers, chatbot.custom_data, sheet.data)
     issues += [
         ContactIssue(
@@ -162,6 +155,7 @@ def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
         contact_count=frame.height,
         errors=issues,
         contacts=contacts,
+        file_sha256=sheet.sha256,
     )
     if valid:
         report.countries = _country_counts(contacts)
@@ -178,6 +172,29 @@ def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
 # --- headers -----------------------------------------------------------------------------------
 
 
+def _headerless(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
+    """Row 1 is empty: one clear error rather than every value flagged as outside the headers."""
+    expected = ", ".join([CONTACT_HEADER, *chatbot.custom_data])
+    if sheet.extra_cells:
+        first = min(row for row, _, _ in sheet.extra_cells)
+        message = (
+            f"Row 1 is empty, but the headers ({expected}) must be on row 1: the first values "
+            f"are on row {first}. Delete the rows above the headers."
+        )
+    else:
+        message = f"The file is empty: row 1 must hold the headers ({expected})."
+    issue = ContactIssue(1, None, None, None, "header", message)
+    return ValidationReport(
+        source=str(sheet.path),
+        chatbot_id=chatbot.id,
+        valid=False,
+        contact_count=sheet.data.height,
+        errors=[issue],
+        contacts=pl.DataFrame(),
+        file_sha256=sheet.sha256,
+    )
+
+
 def map_headers(
     headers: list[str], custom_data: list[str], data: pl.DataFrame
 ) -> tuple[dict[str, int], list[ContactIssue]]:
@@ -190,9 +207,6 @@ def map_headers(
         letter = column_letter(i) if i is not None else None
         issues.append(ContactIssue(1, header, letter, header, "header", message))
 
-    if not headers:
-        issue(None, None, "The file is empty: row 1 must hold the headers, starting with CONTACT.")
-        return positions, issues
     for i, header in enumerate(headers):
         letter = column_letter(i)
         if header in expected:

@@ -143,3 +143,38 @@ def test_unreadable_files(tmp_path):
         load_chatbot(tmp_path / "missing.yaml")
     with pytest.raises(ChatbotError, match="not valid YAML at line"):
         load_chatbot(write(tmp_path, "id: [unclosed\n"))
+
+
+def test_missing_or_folder_chatbot_file_is_exit_2(tmp_path):
+    from smartchat.errors import ChatbotFileError
+
+    for path in (tmp_path / "missing.yaml", tmp_path):
+        with pytest.raises(ChatbotFileError) as info:
+            load_chatbot(path)
+        assert info.value.exit_code == 2
+
+
+def test_duplicate_keys_are_reported_not_silently_dropped(tmp_path):
+    text = VALID + '  good:\n    say: "Again!"\n'
+    message = problems_of(tmp_path, text)
+    assert "'good' appears twice" in message and "line" in message
+
+
+@pytest.mark.parametrize("text", ['""', '"   "'])
+def test_empty_messages_are_refused(tmp_path, text):
+    message = problems_of(tmp_path, VALID.replace('"Great!"', text))
+    assert "step 'good', field 'say'" in message
+
+
+@pytest.mark.parametrize(
+    ("tag", "canonical"), [("EN", "en"), ("pt-br", "pt-BR"), ("es-419", "es-419")]
+)
+def test_language_is_stored_in_canonical_form(tmp_path, tag, canonical):
+    bot = load_chatbot(write(tmp_path, VALID.replace("language: en", f"language: {tag}")))
+    assert bot.language == canonical
+
+
+def test_unknown_region_is_refused(tmp_path):
+    assert "'en-ZZ' is not a known language tag" in problems_of(
+        tmp_path, VALID.replace("language: en", "language: en-ZZ")
+    )

@@ -190,3 +190,29 @@ def test_template_xlsx_from_openpyxl_written_file_with_numbers(tmp_path):
     result = invoke("validate", str(tmp_path / "c.xlsx"), "--chatbot", BOT)
     assert result.exit_code == 0, result.output
     assert "1500 vence el 2026-12-01" in result.output
+
+
+def test_report_keeps_rows_in_place_and_writes_values_as_inert_text(tmp_path):
+    """Blank lines don't shift rows; formulas stay text; control characters don't crash it."""
+    lines = [
+        "\t".join(HEADERS),
+        "\t".join(["+525512345678", '=HYPERLINK("http://evil","x")', "2026-12-01", "1"]),
+        "",
+        "",
+        "\t".join(["5255", "A\x01B", "2026-12-01", "1"]),
+    ]
+    path = tmp_path / "c.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "errors.xlsx"
+    result = invoke("validate", str(path), "--chatbot", BOT, "--report", str(out))
+    assert result.exit_code == 1, result.output
+    sheet = load_workbook(out)["Contacts"]
+    assert sheet["A5"].value == "5255" and sheet["A5"].comment is not None  # row 5, as in the file
+    assert sheet["B2"].data_type == "s" and sheet["B2"].value.startswith("=HYPERLINK")
+    assert sheet["B5"].value == "A\\x01B"
+
+
+@pytest.mark.parametrize("query", ["+", " ", ""])
+def test_country_without_a_query_is_a_usage_error(query):
+    result = invoke("country", query)
+    assert result.exit_code == 2 and "calling code" in result.output

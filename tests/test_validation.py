@@ -286,3 +286,21 @@ def test_segments_gsm_and_ucs2(tmp_path, bot):
     assert (ask.min_segments, ask.max_segments, ask.total_segments) == (2, 2, 4)
     thanks = next(s for s in report.segments if s.step == "thanks")
     assert thanks.encoding == "GSM-7/UCS-2"
+
+
+def test_headers_not_on_row_1(tmp_path, bot):
+    book = Workbook()
+    sheet = book.active
+    sheet["A2"], sheet["B2"], sheet["C2"], sheet["D2"] = HEADERS
+    sheet.append([MX, "Ana", "2026-12-01", "1"])
+    book.save(tmp_path / "c.xlsx")
+    report = validate_contacts(tmp_path / "c.xlsx", bot)
+    assert [(e.rule, e.row) for e in report.errors] == [("header", 1)]
+    assert "first values are on row 2" in report.errors[0].message
+
+
+def test_empty_file_says_so(tmp_path, bot):
+    (tmp_path / "c.tsv").write_text("\n\n", encoding="utf-8")
+    report = validate_contacts(tmp_path / "c.tsv", bot)
+    assert [(e.rule, e.row) for e in report.errors] == [("header", 1)]
+    assert "The file is empty" in report.errors[0].message

@@ -13,7 +13,6 @@ from rich.console import Console
 
 from smartchat.console import print_json, rows_table, show_validation_report
 from smartchat.errors import UsageError
-from smartchat.settings import get_settings
 
 CHATBOT_OPTION = typer.Option(
     "--chatbot", "-c", help="The chatbot's YAML file.", show_default=False
@@ -67,7 +66,7 @@ def validate(
     if json_output:
         print_json(result.to_json())
     else:
-        show_validation_report(result, console, sample=get_settings().report_sample)
+        show_validation_report(result, console)
         if report is not None:
             console.print(f"Report written to {report}.")
     if not result.valid:
@@ -100,6 +99,10 @@ def country(
     """Look up a country's calling code: `Mexico`, `méxico`, `MX` or `+52`."""
     from tasks.countries import find_countries
 
+    if not query.strip(" +"):
+        raise UsageError(
+            "Give a country name (Mexico, México), an ISO code (MX) or a calling code (+52)."
+        )
     matches = find_countries(query)
     if json_output:
         print_json([m.__dict__ for m in matches])
