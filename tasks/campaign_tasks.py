@@ -2,7 +2,9 @@
 
 The validated rows travel between the two tasks as a Parquet file named in a small pydantic
 model, never as a DataFrame task input: a task's inputs are hashed, logged and may be persisted,
-and a retry of the store task must not depend on the memory of the one before.
+and a retry of the store task must not depend on the memory of the one before. The file holds
+phone numbers: whoever runs the two tasks removes it with `discard_staged` whatever happens (the
+flow does, in a `finally`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ def validate_campaign_contacts(
     if report.valid:
         folder = Path(tempfile.mkdtemp(prefix="smartchat-launch-"))
         staged = str(folder / "contacts.parquet")
-        report.contacts.write_parquet(staged)
+        try:
+            report.contacts.write_parquet(staged)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     return ValidatedContacts(
         chatbot_id=chatbot.id,
         chatbot_version=chatbot.version,
@@ -67,6 +73,12 @@ def validate_campaign_contacts(
         error_count=len(report.errors),
         staged=staged,
     )
+
+
+def discard_staged(validated: ValidatedContacts | None) -> None:
+    """Remove the staged contacts (phone numbers) and their temporary folder; harmless twice."""
+    if validated is not None and validated.staged is not None:
+        shutil.rmtree(Path(validated.staged).parent, ignore_errors=True)
 
 
 def _store_was_busy(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -96,8 +108,13 @@ def store_campaign(
     rate: float | None = None,
     send: bool = True,
     db: str | None = None,
+    separate: bool = False,
 ) -> dict[str, Any]:
-    """Contacts, file hash and the launched campaign in one transaction; returns the campaign."""
+    """Contacts, file hash and the launched campaign in one transaction; returns the campaign.
+
+    The staged file is removed after the commit; on failure it is kept for a retry, and the
+    caller removes it (`discard_staged`) once the task has failed for good.
+    """
     if validated.staged is None:
         raise ValueError("store_campaign needs contacts that passed validation")
     with open_store(db, read_only=True) as conn:
@@ -111,10 +128,12 @@ def store_campaign(
         name=name or campaigns.default_name(chatbot, validated.contacts_path),
         rate=rate,
         send=send,
+        separate=separate,
+        contacts_path=validated.contacts_path,
         db=db,
     )
     # Only after the commit: a retry of this task still finds its rows.
-    shutil.rmtree(Path(validated.staged).parent, ignore_errors=True)
+    discard_staged(validated)
     create_markdown_artifact(
         key=LAUNCH_ARTIFACT,
         markdown=(

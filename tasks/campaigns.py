@@ -3,7 +3,7 @@
     chatbot add ──► launch ──► launched ──► stop ──► stopped
                       │            │                   ▲
                       │            └──► (sender) completed
-                      └── relaunch X: stops X and launches again, recording `replaces`
+                      └── relaunch X: stops X and launches again, recording `replaces` (once per X)
 
 Product rules (the FAQ) live here by name: a chatbot's language never changes, a launched
 campaign's contacts never change, a phone is once per campaign (validation) but may be in any
@@ -14,12 +14,15 @@ transaction (see tasks.store for why the file is never held longer).
 from __future__ import annotations
 
 import json
+import math
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -30,6 +33,7 @@ from smartchat.errors import (
     ContactValidationError,
     NotFoundError,
     QueryError,
+    UsageError,
 )
 from smartchat.settings import get_settings
 from tasks.store import Connection, db_path, insert_contacts, open_store, write_transaction
@@ -141,6 +145,26 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+@dataclass(frozen=True)
+class QueryRows:
+    """An analyst query's result, read in batches so a 30M-row answer never sits in memory."""
+
+    columns: list[str]
+    _cursor: Connection
+
+    def fetch(self, limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` more rows (fewer at the end)."""
+        try:
+            return self._cursor.fetchmany(limit)
+        except duckdb.Error as exc:
+            raise QueryError(f"The query failed: {exc}") from None
+
+    def batches(self, size: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
+        """The remaining rows, `size` at a time."""
+        while rows := self.fetch(size):
+            yield rows
+
+
 # --- chatbots ----------------------------------------------------------------------------------
 
 _CHATBOT_COLUMNS = (
@@ -236,13 +260,15 @@ def launch(
     rate: float | None = None,
     send: bool = True,
     dry_run: bool = False,
+    separate: bool = False,
     db: Path | str | None = None,
 ) -> LaunchResult:
     """Validate the contacts against the chatbot's latest version, then store them and launch.
 
     Raises ContactValidationError (nothing written) for an invalid file. A dry run validates and
-    returns what would be sent without writing anything.
+    returns what would be sent without writing anything. `separate`: see `store_campaign`.
     """
+    check_send_rate(rate)
     with open_store(db, read_only=True) as conn:
         chatbot = get_chatbot(conn, chatbot_id)
     report = validate_for_launch(chatbot, contacts_path)
@@ -256,6 +282,8 @@ def launch(
         name=name or default_name(chatbot, contacts_path),
         rate=rate,
         send=send,
+        separate=separate,
+        contacts_path=contacts_path,
         db=db,
     )
     return LaunchResult(chatbot, report, campaign)
@@ -265,16 +293,19 @@ def relaunch(
     campaign_id: str,
     contacts_path: Path | str,
     *,
-    send: bool = True,
+    send: bool | None = None,
     name: str | None = None,
     db: Path | str | None = None,
 ) -> LaunchResult:
     """The FAQ's fix for a wrong file: stop X and launch its chatbot version and settings again.
 
-    Validation comes first: an invalid file leaves X running and writes nothing.
+    Name, send rate and sending (`send=None`) are X's unless given. Validation comes first: an
+    invalid file leaves X running and writes nothing. A campaign is replaced at most once: the
+    fix of a replaced campaign is a relaunch of its replacement.
     """
     with open_store(db, read_only=True) as conn:
         old = get_campaign(conn, campaign_id)
+        _check_not_replaced(conn, old.id)  # early, before a long validation; again when writing
         chatbot = get_chatbot(conn, old.chatbot_id, old.chatbot_version)
     report = validate_for_launch(chatbot, contacts_path)
     campaign = store_campaign(
@@ -284,8 +315,9 @@ def relaunch(
         contacts_sha256=report.file_sha256,
         name=name or old.name,
         rate=old.send_rate,
-        send=send,
+        send=old.send_enabled if send is None else send,
         replaces=old.id,
+        contacts_path=contacts_path,
         db=db,
     )
     return LaunchResult(chatbot, report, campaign)
@@ -317,18 +349,29 @@ def store_campaign(
     rate: float | None = None,
     send: bool = True,
     replaces: str | None = None,
+    separate: bool = False,
+    contacts_path: Path | str | None = None,
     db: Path | str | None = None,
 ) -> Campaign:
     """Contacts, file hash and the launched campaign in ONE transaction: a crash (even kill -9)
-    leaves either no campaign or a whole one. With `replaces`, that campaign is stopped in the
-    same transaction."""
-    send_rate = get_settings().default_send_rate if rate is None else rate
-    if send_rate <= 0:
-        raise CampaignStateError(f"The send rate must be above 0 messages/second, not {rate}.")
+    leaves either no campaign or a whole one.
+
+    With `replaces`, that campaign is stopped in the same transaction (refused if it was already
+    replaced). Without it, a file named like the file of a campaign of this chatbot that is still
+    launched, but with other contents, is taken for an attempt to change that campaign's frozen
+    contacts and refused with the FAQ's advice (relaunch it), unless `separate` says it is
+    another campaign. `contacts_path` is the file as the user named it, for that message.
+    """
+    send_rate = check_send_rate(rate)
     custom_data = chatbot.load().custom_data
     with write_transaction(db) as conn:
         if replaces is not None:
+            _check_not_replaced(conn, replaces)
             _stop(conn, replaces)
+        elif not separate:
+            _check_not_a_changed_file(
+                conn, chatbot.id, contacts_file, contacts_sha256, contacts_path or contacts_file
+            )
         campaign_id = _new_campaign_id(conn)
         insert_contacts(conn, campaign_id, contacts, custom_data)
         conn.execute(
@@ -354,6 +397,59 @@ def store_campaign(
         return get_campaign(conn, campaign_id)
 
 
+def check_send_rate(rate: float | None) -> float:
+    """A send rate is a finite number of messages per second above 0 (None: the default)."""
+    value = get_settings().default_send_rate if rate is None else rate
+    if not (math.isfinite(value) and value > 0):
+        which = "SMARTCHAT_DEFAULT_SEND_RATE" if rate is None else "The send rate"
+        raise UsageError(
+            f"{which} must be a finite number of messages per second above 0, not {value:g}."
+        )
+    return value
+
+
+def _check_not_replaced(conn: Connection, campaign_id: str) -> None:
+    """Two live replacements of one campaign would text its contacts twice: one relaunch each."""
+    rows = conn.execute(
+        "SELECT id FROM campaigns WHERE replaces = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+        [campaign_id],
+    ).fetchall()
+    if rows:
+        newer = rows[0][0]
+        raise CampaignStateError(
+            f"Campaign {campaign_id} was already replaced by {newer}: fix and relaunch {newer} "
+            f"instead (smartchat relaunch {newer} --contacts FILE)."
+        )
+
+
+def _check_not_a_changed_file(
+    conn: Connection, chatbot_id: str, contacts_file: str, sha256: str, contacts_path: Path | str
+) -> None:
+    """Launching an edited `contacts.tsv` again is the natural way to try to fix a launched
+    campaign's contacts: it would leave the wrong campaign running next to the new one."""
+    rows = conn.execute(
+        "SELECT id FROM campaigns WHERE chatbot_id = ? AND contacts_file = ? "
+        "AND contacts_sha256 <> ? AND status = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+        [chatbot_id, contacts_file, sha256, CampaignStatus.LAUNCHED.value],
+    ).fetchall()
+    if rows:
+        running = rows[0][0]
+        raise CampaignStateError(
+            f"{frozen_contacts_message(running, contacts_path)} ({running} was launched from "
+            f"another file named {contacts_file}; if this file is a separate campaign, not a fix "
+            f"of {running}, add --separate.)"
+        )
+
+
+def frozen_contacts_message(campaign_id: str, contacts_path: Path | str) -> str:
+    """The FAQ's answer to any attempt to change a launched campaign's contacts."""
+    return (
+        f"Campaign {campaign_id} is launched: its contact file can't change. Stop it, fix the "
+        f"file and launch a new campaign: smartchat relaunch {campaign_id} --contacts "
+        f"{contacts_path}"
+    )
+
+
 def stop(campaign_id: str, db: Path | str | None = None) -> tuple[Campaign, bool]:
     """Stop sending and answering for a campaign. Idempotent: returns (campaign, changed)."""
     with write_transaction(db) as conn:
@@ -370,21 +466,6 @@ def _stop(conn: Connection, campaign_id: str) -> bool:
         [CampaignStatus.STOPPED.value, campaign_id],
     )
     return True
-
-
-def replace_contacts(
-    campaign_id: str, contacts_path: Path | str, db: Path | str | None = None
-) -> NoReturn:
-    """A launched campaign's contacts are frozen (FAQ): refuse, and say what to do instead."""
-    with open_store(db, read_only=True) as conn:
-        campaign = get_campaign(conn, campaign_id)
-    launched = campaign.status == CampaignStatus.LAUNCHED
-    advice = "Stop it, fix the file" if launched else "Fix the file"
-    raise CampaignStateError(
-        f"Campaign {campaign.id} is {campaign.status}: its contact file can't change. "
-        f"{advice} and launch a new campaign: smartchat relaunch {campaign.id} --contacts "
-        f"{contacts_path}"
-    )
 
 
 def get_campaign(conn: Connection, campaign_id: str) -> Campaign:
@@ -463,16 +544,26 @@ def check_read_only(sql: str) -> None:
         )
 
 
-def run_query(sql: str, db: Path | str | None = None) -> QueryResult:
-    """An analyst's SELECT, run read-only and sandboxed (no file access, no settings changes)."""
+@contextmanager
+def open_query(sql: str, db: Path | str | None = None) -> Iterator[QueryRows]:
+    """An analyst's SELECT, run read-only and sandboxed (no file access, no settings changes).
+
+    The rows stream from DuckDB as they are read, so memory stays flat whatever the result's
+    size; the store stays open (read-only) until the block ends, so read what you need and leave.
+    """
     check_read_only(sql)
     with open_store(db, read_only=True, sandbox=True) as conn:
         try:
             cursor = conn.execute(sql)
-            rows = cursor.fetchall()
         except duckdb.Error as exc:
             raise QueryError(f"The query failed: {exc}") from None
-        return QueryResult([d[0] for d in cursor.description or []], rows)
+        yield QueryRows([d[0] for d in cursor.description or []], cursor)
+
+
+def run_query(sql: str, db: Path | str | None = None) -> QueryResult:
+    """`open_query` with every row in memory: for small results."""
+    with open_query(sql, db) as result:
+        return QueryResult(result.columns, [row for batch in result.batches() for row in batch])
 
 
 # Each export is a static, parameterised query: the campaign id is never spliced into SQL.
@@ -507,16 +598,29 @@ def export_campaign(
     with open_store(db, read_only=True) as conn:
         get_campaign(conn, campaign_id)
     target = Path(out_dir) / campaign_id
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
     written = []
     for table, sql in _EXPORTS.items():
         path = target / f"{table}.parquet"
         partial = path.with_suffix(".parquet.partial")
-        with open_store(db, read_only=True) as conn:
-            conn.sql(sql, params=[campaign_id]).write_parquet(str(partial))
-        partial.replace(path)
+        try:
+            with open_store(db, read_only=True) as conn:
+                conn.sql(sql, params=[campaign_id]).write_parquet(str(partial))
+            partial.replace(path)
+        except (OSError, duckdb.IOException) as exc:
+            raise _unwritable(path, exc) from None
         written.append(path)
     return written
+
+
+def _unwritable(path: Path, exc: OSError | duckdb.IOException) -> UsageError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return UsageError(
+        f"Can't write the export to {path} ({reason}): choose a folder you can write to."
+    )
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:

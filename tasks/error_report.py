@@ -98,4 +98,5 @@ def _printable(value: str | None) -> str | None:
     """XML can't hold control characters: show them as \\xNN so the user can find them."""
     if value is None:
         return None
-    return ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    text: str = ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return text

@@ -20,7 +20,7 @@ import random
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -467,8 +467,13 @@ def insert_frame(
     conn.register(_STAGED, frame)
     try:
         rows = conn.execute(sql, list(params)).fetchall()
-    finally:
-        conn.unregister(_STAGED)
+    except BaseException:
+        # A failed statement aborts the transaction, which then refuses even `unregister`:
+        # let the real error through (the caller rolls back and closes the connection).
+        with suppress(duckdb.Error):
+            conn.unregister(_STAGED)
+        raise
+    conn.unregister(_STAGED)
     return int(rows[0][0]) if rows else 0
 
 
@@ -481,27 +486,33 @@ def insert_contacts(
         # Validation refuses these first; this guards the invariant against any other caller.
         phone = contacts.filter(duplicated)["phone"][0]
         raise StoreError(f"Phone {phone} appears twice in one campaign's contacts.")
-    # The Unique IDs travel as a struct's field names, so no identifier is spliced into SQL.
-    data = pl.struct(list(custom_data)) if custom_data else pl.lit(None)
-    staged = contacts.select(
+    columns = [
         pl.col("row").cast(pl.Int32),
-        "phone",
-        "country",
+        pl.col("phone"),
+        pl.col("country"),
         pl.col("calling_code").cast(pl.Int16),
-        data.alias("custom_data"),
-    )
-    return insert_frame(
-        conn,
-        """
-        INSERT INTO campaign_contacts
-            (campaign_id, row_number, phone, country, calling_code, custom_data)
-        SELECT ?, "row", phone, country, calling_code,
-               coalesce(TRY_CAST(custom_data AS MAP(VARCHAR, VARCHAR)), MAP {})
-        FROM _smartchat_staged_rows
-        """,
-        staged,
-        [campaign_id],
-    )
+    ]
+    if not custom_data:  # a chatbot without Custom Data: every contact gets an empty map
+        return insert_frame(conn, _INSERT_CONTACTS_NO_DATA, contacts.select(columns), [campaign_id])
+    # The Unique IDs travel as a struct's field names, so no identifier is spliced into SQL.
+    staged = contacts.select(*columns, pl.struct(list(custom_data)).alias("custom_data"))
+    return insert_frame(conn, _INSERT_CONTACTS, staged, [campaign_id])
+
+
+# A strict CAST, no TRY_CAST/coalesce: custom data that can't become a map fails the launch (the
+# NOT NULL column refuses a NULL map) instead of being stored as an empty map.
+_INSERT_CONTACTS = """
+    INSERT INTO campaign_contacts
+        (campaign_id, row_number, phone, country, calling_code, custom_data)
+    SELECT ?, "row", phone, country, calling_code, CAST(custom_data AS MAP(VARCHAR, VARCHAR))
+    FROM _smartchat_staged_rows
+"""
+_INSERT_CONTACTS_NO_DATA = """
+    INSERT INTO campaign_contacts
+        (campaign_id, row_number, phone, country, calling_code, custom_data)
+    SELECT ?, "row", phone, country, calling_code, MAP {}::MAP(VARCHAR, VARCHAR)
+    FROM _smartchat_staged_rows
+"""
 
 
 MESSAGE_COLUMNS = ("phone", "seq", "step", "kind", "country", "body", "segments", "status")

@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from smartchat.cli import app
-from tests.conftest import CHATBOT_YAML, contact_rows, write_contacts
+from smartchat.settings import get_settings
+from tests.conftest import CHATBOT_YAML, ROOT, contact_rows, write_contacts
 
 runner = CliRunner()
 COMMANDS = [
@@ -51,6 +55,23 @@ def test_every_command_has_help_and_a_db_option(command: list[str]):
     assert len(result.output.split("Usage:")[1].strip().splitlines()) > 3  # a docstring
 
 
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """Settings read again from the environment (monkeypatch.setenv) for this test only."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def strict_json(text: str) -> object:
+    """JSON as `jq` reads it: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_chatbot_add_then_list(tmp_path: Path):
     db = tmp_path / "s.duckdb"
     first = invoke("chatbot", "add", CHATBOT_YAML, "--db", db)
@@ -62,6 +83,21 @@ def test_chatbot_add_then_list(tmp_path: Path):
     assert [(b["id"], b["version"], b["language"]) for b in json.loads(listed.stdout)] == [
         ("payment-reminder", 1, "es")
     ]
+
+
+def test_chatbot_names_and_sources_are_shown_as_typed(tmp_path: Path):
+    """Rich markup in a name or a path ([/], [bold]) is text, not a style (nor a crash)."""
+    db = tmp_path / "s.duckdb"
+    folder = tmp_path / "a[" / "b]"  # the source path reads `.../a[/b]/bot.yaml`
+    folder.mkdir(parents=True)
+    bot = folder / "bot.yaml"
+    bot.write_text(
+        CHATBOT_YAML.read_text().replace("name: Payment reminder", "name: Pagos [/] [bold]x")
+    )
+    assert invoke("chatbot", "add", bot, "--db", db).exit_code == 0
+    listed = runner.invoke(app, ["chatbot", "list", "--db", str(db)], env={"COLUMNS": "300"})
+    assert listed.exit_code == 0, listed.output
+    assert "Pagos [/] [bold]x" in listed.output and "a[/b]/bot.yaml" in listed.output
 
 
 def test_a_language_change_is_refused_with_exit_1(tmp_path: Path):
@@ -100,10 +136,36 @@ def test_the_lifecycle_from_the_command_line(db: Path, tmp_path: Path):
     new = json.loads(relaunched.stdout)["campaign"]
     assert (new["replaces"], new["send_enabled"]) == (campaign, False)
 
+    again = invoke("relaunch", campaign, "--contacts", contacts, "--db", db)
+    assert again.exit_code == 1
+    assert (
+        f"Campaign {campaign} was already replaced by {new['id']}: fix and relaunch {new['id']} "
+        f"instead (smartchat relaunch {new['id']} --contacts FILE)."
+    ) in flat(again.output)
+
     table = invoke("status", "--db", db)
     assert table.exit_code == 0 and campaign in table.output and new["id"] in table.output
     card = invoke("status", new["id"], "--db", db)
     assert card.exit_code == 0 and f"Replaces {campaign}" in flat(card.output)
+
+
+def test_relaunch_keeps_sending_as_it_was_unless_told(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    quiet = launch(db, contacts, "--no-send")
+
+    def relaunch(campaign: str, *extra: str) -> dict[str, object]:
+        result = invoke("relaunch", campaign, "--contacts", contacts, "--json", "--db", db, *extra)
+        assert result.exit_code == 0, result.output
+        campaign_json: dict[str, object] = json.loads(result.stdout)["campaign"]
+        return campaign_json
+
+    kept = relaunch(quiet)
+    assert (kept["replaces"], kept["send_enabled"]) == (quiet, False)
+    sending = relaunch(str(kept["id"]), "--send")
+    assert (sending["replaces"], sending["send_enabled"]) == (kept["id"], True)
+    still = relaunch(str(sending["id"]))
+    assert (still["replaces"], still["send_enabled"]) == (sending["id"], True)
+    assert relaunch(str(still["id"]), "--no-send")["send_enabled"] is False
 
 
 def test_dry_run_shows_the_report_and_writes_nothing(db: Path, tmp_path: Path):
@@ -127,6 +189,51 @@ def test_an_invalid_file_is_reported_with_exit_1(db: Path, tmp_path: Path):
     assert "[]" in invoke("query", "SELECT * FROM campaigns", "--json", "--db", db).stdout
 
 
+def test_an_invalid_file_with_json_prints_the_validate_report(db: Path, tmp_path: Path):
+    """--json: the same document on stdout as `smartchat validate --json`, and exit 1."""
+    good = write_contacts(tmp_path / "good.tsv", contact_rows(2))
+    campaign = launch(db, good)
+    bad = write_contacts(tmp_path / "bad.tsv", [["5512345678", "Ana", "2026-12-01", "1"]])
+    expected = invoke("validate", bad, "--chatbot", CHATBOT_YAML, "--json")
+    assert expected.exit_code == 1
+    launched = invoke("launch", "-c", "payment-reminder", "--contacts", bad, "--json", "--db", db)
+    relaunched = invoke("relaunch", campaign, "--contacts", bad, "--json", "--db", db)
+    for result in (launched, relaunched):
+        assert result.exit_code == 1
+        assert strict_json(result.stdout) == strict_json(expected.stdout)
+    assert len(json.loads(launched.stdout)["errors"]) == 1
+    assert invoke("status", campaign, "--json", "--db", db).stdout.count('"launched"') == 1
+
+
+def test_the_report_sample_setting_applies_to_launch(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_settings: None
+):
+    bad = write_contacts(
+        tmp_path / "bad.tsv", [[f"55123456{i:02d}", "Ana", "2026-12-01", "1"] for i in range(4)]
+    )
+    monkeypatch.setenv("SMARTCHAT_REPORT_SAMPLE", "1")
+    for dry_run in ([], ["--dry-run"]):
+        result = invoke("launch", "-c", "payment-reminder", "--contacts", bad, "--db", db, *dry_run)
+        assert result.exit_code == 1
+        assert "… and 3 more" in flat(result.output)
+
+
+def test_launching_an_edited_file_of_a_running_campaign_is_refused(db: Path, tmp_path: Path):
+    """The FAQ's frozen-contacts rule, where people meet it: launching their fixed file again."""
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    campaign = launch(db, contacts)
+    write_contacts(contacts, contact_rows(4))  # fixed in place, same name
+    again = invoke("launch", "-c", "payment-reminder", "--contacts", contacts, "--db", db)
+    assert again.exit_code == 1
+    assert (
+        f"Campaign {campaign} is launched: its contact file can't change. Stop it, fix the file "
+        f"and launch a new campaign: smartchat relaunch {campaign} --contacts {contacts}"
+    ) in flat(again.output)
+    assert "Traceback" not in again.output
+    separate = launch(db, contacts, "--separate")
+    assert separate != campaign
+
+
 def test_usage_errors_exit_2(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(1))
     rate = invoke(
@@ -135,6 +242,17 @@ def test_usage_errors_exit_2(db: Path, tmp_path: Path):
     both = invoke("query", "SELECT 1", "--csv", "--json", "--db", db)
     missing = invoke("launch", "--contacts", contacts, "--db", db)
     assert (rate.exit_code, both.exit_code, missing.exit_code) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "-1", "0"])
+def test_a_rate_must_be_a_finite_number_above_0(db: Path, tmp_path: Path, rate: str):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(1))
+    result = invoke(
+        "launch", "-c", "payment-reminder", "--contacts", contacts, "--rate", rate, "--db", db
+    )
+    assert result.exit_code == 2, result.output
+    assert "--rate must be a finite number of messages per second above 0" in flat(result.output)
+    assert invoke("query", "SELECT * FROM campaigns", "--json", "--db", db).stdout == "[]\n"
 
 
 def test_unknown_campaign_exits_1(db: Path):
@@ -169,6 +287,66 @@ def test_query_outputs_json_csv_and_a_table(db: Path, tmp_path: Path):
     assert table.exit_code == 0 and campaign in table.output
 
 
+def test_query_output_is_the_same_across_batches(db: Path):
+    """--json and --csv stream 10,000 rows at a time; the output is what one write printed."""
+    sql = (
+        "SELECT range AS n, 'fila ' || range AS text, {'k': range::VARCHAR} AS m, "
+        "TIMESTAMPTZ '2026-01-01 00:00:00+00' AS t, "
+        "CASE WHEN range = 20001 THEN 'nan'::DOUBLE ELSE range / 2 END AS x FROM range(25000)"
+    )
+    as_json = invoke("query", sql, "--json", "--db", db)
+    assert as_json.exit_code == 0, as_json.output
+    rows = strict_json(as_json.stdout)
+    assert isinstance(rows, list) and len(rows) == 25_000
+    assert rows[20_001]["x"] is None  # NaN: null, as JSON has no NaN
+    assert as_json.stdout == json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+    assert rows[1] == {"n": 1, "text": "fila 1", "m": {"k": "1"}, "t": rows[0]["t"], "x": 0.5}
+    assert rows[0]["t"].startswith("20")  # ISO 8601
+    as_csv = list(csv.reader(io.StringIO(invoke("query", sql, "--csv", "--db", db).stdout)))
+    assert len(as_csv) == 25_001 and as_csv[-1][:3] == ["24999", "fila 24999", '{"k": "24999"}']
+    empty = invoke("query", "SELECT 1 AS n WHERE false", "--json", "--db", db)
+    assert empty.stdout == "[]\n"
+
+
+def test_the_query_table_shows_the_first_rows(db: Path):
+    many = invoke("query", "SELECT range AS n FROM range(5000)", "--db", db)
+    assert many.exit_code == 0, many.output
+    assert "More than 1,000 rows" in flat(many.output)
+    assert "… first 1,000 shown; --csv or --json prints every row." in flat(many.output)
+    assert " 999 " in many.output and " 1000 " not in many.output
+    few = invoke("query", "SELECT range AS n FROM range(3)", "--db", db)
+    assert "3 rows" in flat(few.output) and "first" not in few.output
+
+
+# The query in a process of its own, reporting its peak memory (VmHWM) on stderr at exit.
+PEAK_CLI = """
+import atexit, sys
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write(f"peak_kb={line.split()[1]}\\n")
+atexit.register(peak)
+from smartchat.cli import main
+main()
+"""
+
+
+def test_a_large_query_streams_in_flat_memory(db: Path):
+    """100,000 rows of 1 kB: read whole, they took 500 MB with --json; streamed, ~200 MB."""
+    sql = "SELECT range AS n, repeat('x', 1000) AS s FROM range(100000)"
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_CLI, "query", sql, "--json", "--db", str(db)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    peak_mb = int(done.stderr.split("peak_kb=")[1].split()[0]) / 1024
+    assert peak_mb < 320, f"peak {peak_mb:.0f} MB"
+
+
 @pytest.mark.parametrize(
     "sql",
     [
@@ -192,6 +370,17 @@ def test_query_refuses_writes_with_exit_1(db: Path, sql: str):
         )
         == 1
     )
+
+
+def test_export_to_a_file_is_a_usage_error(db: Path, tmp_path: Path):
+    campaign = launch(db, write_contacts(tmp_path / "c.tsv", contact_rows(2)))
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("")
+    result = invoke("export", campaign, "--to", a_file, "--db", db)
+    assert result.exit_code == 2
+    message = "".join(result.output.split())  # the long path wraps
+    assert "".join(f"Can't write the export to {a_file / campaign} (".split()) in message
+    assert "Traceback" not in result.output
 
 
 def test_export_writes_parquet_files(db: Path, tmp_path: Path):

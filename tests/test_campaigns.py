@@ -15,7 +15,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from smartchat.errors import CampaignStateError, ContactValidationError, NotFoundError, QueryError
+from smartchat.errors import (
+    CampaignStateError,
+    ContactValidationError,
+    NotFoundError,
+    QueryError,
+    UsageError,
+)
 from tasks import campaigns
 from tasks.campaigns import CampaignStatus
 from tasks.store import open_store
@@ -126,16 +132,38 @@ def test_a_launched_campaigns_contacts_are_frozen(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
     campaign = campaigns.launch("payment-reminder", contacts, db=db).campaign
     assert campaign is not None
-    fixed = write_contacts(tmp_path / "fixed.tsv", contact_rows(3, start=100))
+    # The natural attempt: fix c.tsv in place and launch it again while the campaign runs.
+    write_contacts(contacts, contact_rows(3, start=100))
     with pytest.raises(CampaignStateError) as err:
-        campaigns.replace_contacts(campaign.id, fixed, db=db)
-    assert str(err.value) == (
+        campaigns.launch("payment-reminder", contacts, db=db)
+    assert str(err.value).startswith(
         f"Campaign {campaign.id} is launched: its contact file can't change. Stop it, fix the "
-        f"file and launch a new campaign: smartchat relaunch {campaign.id} --contacts {fixed}"
+        f"file and launch a new campaign: smartchat relaunch {campaign.id} --contacts {contacts}"
     )
+    assert "add --separate" in str(err.value)
+    assert rows(db, "SELECT count(*) FROM campaigns") == [(1,)]
     with pytest.raises(QueryError, match="read-only: UPDATE"):
         campaigns.run_query("UPDATE campaign_contacts SET phone = '+1'", db=db)
     assert rows(db, "SELECT min(phone) FROM campaign_contacts") == [("+34610000000",)]
+
+    # The advice works: relaunch replaces it with the fixed file.
+    fixed = campaigns.relaunch(campaign.id, contacts, db=db).campaign
+    assert fixed is not None and fixed.replaces == campaign.id
+
+
+def test_only_a_changed_file_of_a_running_campaign_is_refused(db: Path, tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    first = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    # The same bytes again: a phone may be in any number of campaigns.
+    assert campaigns.launch("payment-reminder", contacts, db=db).campaign
+    write_contacts(contacts, contact_rows(3, start=100))
+    # Another file of the same name, declared a separate campaign.
+    assert campaigns.launch("payment-reminder", contacts, separate=True, db=db).campaign
+    # Once the campaigns of the other contents are stopped, nothing is refused.
+    write_contacts(contacts, contact_rows(3, start=200))
+    for (campaign_id,) in rows(db, "SELECT id FROM campaigns WHERE status = 'launched'"):
+        campaigns.stop(str(campaign_id), db=db)
+    assert first and campaigns.launch("payment-reminder", contacts, db=db).campaign
 
 
 def test_a_campaign_keeps_its_chatbot_version(db: Path, tmp_path: Path):
@@ -178,12 +206,51 @@ def test_relaunch_stops_the_old_campaign_and_records_it(db: Path, tmp_path: Path
     new = campaigns.relaunch(old.id, fixed, db=db).campaign
     assert new is not None
     assert (new.replaces, new.name, new.send_rate, new.contact_count) == (old.id, "Pagos", 3, 4)
-    assert new.send_enabled  # --no-send is chosen per launch, not inherited
+    assert not new.send_enabled  # a --no-send campaign's relaunch doesn't start sending
     assert rows(db, "SELECT status FROM campaigns WHERE id = ?", old.id) == [("stopped",)]
 
-    # A stopped campaign can be relaunched again; it stays stopped.
-    third = campaigns.relaunch(old.id, fixed, send=False, db=db).campaign
-    assert third and third.replaces == old.id and not third.send_enabled
+    # A campaign is replaced once: the fix of a replaced campaign is a relaunch of its
+    # replacement (two live replacements would text the same contacts twice).
+    with pytest.raises(CampaignStateError) as err:
+        campaigns.relaunch(old.id, fixed, db=db)
+    assert str(err.value) == (
+        f"Campaign {old.id} was already replaced by {new.id}: fix and relaunch {new.id} instead "
+        f"(smartchat relaunch {new.id} --contacts FILE)."
+    )
+    # Sending is turned on only when asked for.
+    third = campaigns.relaunch(new.id, fixed, send=True, db=db).campaign
+    assert third and (third.replaces, third.send_enabled, third.send_rate) == (new.id, True, 3)
+    assert rows(db, "SELECT id FROM campaigns WHERE status = 'launched'") == [(third.id,)]
+
+
+def test_a_second_replacement_is_refused_inside_the_write(db: Path, tmp_path: Path):
+    """Two relaunches of X validated side by side: the second to write finds the first."""
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    old = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    assert old is not None
+    with open_store(db, read_only=True) as conn:
+        chatbot = campaigns.get_chatbot(conn, old.chatbot_id, old.chatbot_version)
+    report = campaigns.validate_for_launch(chatbot, contacts)
+    store = dict(contacts_file="c.tsv", contacts_sha256=report.file_sha256, name="x", db=db)
+    first = campaigns.store_campaign(chatbot, report.contacts, replaces=old.id, **store)
+    with pytest.raises(CampaignStateError, match=f"already replaced by {first.id}"):
+        campaigns.store_campaign(chatbot, report.contacts, replaces=old.id, **store)
+    assert rows(db, "SELECT count(*) FROM campaigns WHERE replaces = ?", old.id) == [(1,)]
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1.0, 0.0])
+def test_a_send_rate_is_a_finite_number_above_0(db: Path, tmp_path: Path, rate: float):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(2))
+    with pytest.raises(UsageError, match="finite number of messages per second above 0"):
+        campaigns.launch("payment-reminder", contacts, rate=rate, db=db)
+    with open_store(db, read_only=True) as conn:
+        chatbot = campaigns.get_chatbot(conn, "payment-reminder")
+    frame = campaigns.validate_for_launch(chatbot, contacts).contacts
+    with pytest.raises(UsageError, match="above 0"):
+        campaigns.store_campaign(
+            chatbot, frame, contacts_file="c.tsv", contacts_sha256="0", name="x", rate=rate, db=db
+        )
+    assert rows(db, "SELECT count(*) FROM campaigns") == [(0,)]
 
 
 def test_an_invalid_relaunch_leaves_the_old_campaign_running(db: Path, tmp_path: Path):
@@ -211,6 +278,20 @@ def test_injection_text_is_stored_as_text(db: Path, tmp_path: Path):
     assert rows(db, "SELECT custom_data['NAME'] FROM campaign_contacts WHERE row_number = 2") == [
         (INJECTION,)
     ]
+
+
+def test_the_default_send_rate_is_checked_too(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from smartchat.settings import get_settings
+
+    monkeypatch.setenv("SMARTCHAT_DEFAULT_SEND_RATE", "nan")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(UsageError, match="SMARTCHAT_DEFAULT_SEND_RATE must be a finite"):
+            campaigns.launch("payment-reminder", tmp_path / "never-read.tsv", db=db)
+    finally:
+        get_settings.cache_clear()
 
 
 # --- status, query, export ---------------------------------------------------------------------
@@ -264,6 +345,22 @@ def test_query_returns_columns_and_rows(db: Path):
     assert (result.columns, result.rows) == (["id", "version"], [("payment-reminder", 1)])
 
 
+def test_a_query_streams_its_rows_in_batches(db: Path):
+    with campaigns.open_query("SELECT range AS n FROM range(25)", db=db) as result:
+        assert result.columns == ["n"]
+        assert result.fetch(3) == [(0,), (1,), (2,)]
+        batches = list(result.batches(10))
+    assert [len(b) for b in batches] == [10, 10, 2]
+    assert batches[-1] == [(23,), (24,)]
+
+
+def test_a_query_that_fails_while_streaming_is_a_query_error(db: Path):
+    sql = "SELECT CASE WHEN range < 5000 THEN 1 ELSE 'x'::INTEGER END FROM range(10000)"
+    with pytest.raises(QueryError, match="The query failed"):
+        with campaigns.open_query(sql, db=db) as result:
+            list(result.batches(100))
+
+
 def test_export_writes_parquet_for_bi_tools(db: Path, tmp_path: Path):
     campaign = campaigns.launch(
         "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(5)), db=db
@@ -280,6 +377,22 @@ def test_export_writes_parquet_for_bi_tools(db: Path, tmp_path: Path):
     assert not list((tmp_path / "bi").rglob("*.partial"))
 
 
+def test_export_to_a_place_that_cant_be_written_is_a_usage_error(db: Path, tmp_path: Path):
+    campaign = campaigns.launch(
+        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(2)), db=db
+    ).campaign
+    assert campaign is not None
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(UsageError, match=f"Can't write the export to {a_file / campaign.id} "):
+        campaigns.export_campaign(campaign.id, a_file, db=db)
+    # The folder can be made but a file in it can't be written (here: a folder is in its way).
+    blocked = tmp_path / "bi" / campaign.id / "messages.parquet"
+    (blocked / "inside").mkdir(parents=True)
+    with pytest.raises(UsageError, match=f"Can't write the export to {blocked} "):
+        campaigns.export_campaign(campaign.id, tmp_path / "bi", db=db)
+
+
 # --- crashes and concurrency (other processes, real signals) -------------------------------------
 
 LAUNCHER = """
@@ -288,16 +401,43 @@ from tasks.campaigns import launch
 campaign = launch("payment-reminder", sys.argv[1], db=sys.argv[2]).campaign
 print(campaign.id, flush=True)
 """
+# A launch that stops inside its write transaction, contacts inserted but not committed, and says
+# so by creating a file: a kill then lands before the commit however loaded the machine is.
+PAUSED_LAUNCHER = """
+import sys, time
+from pathlib import Path
+import tasks.campaigns as campaigns
+insert_contacts = campaigns.insert_contacts
+def insert_then_wait(*args, **kwargs):
+    inserted = insert_contacts(*args, **kwargs)
+    Path(sys.argv[3]).touch()
+    time.sleep(600)
+    return inserted
+campaigns.insert_contacts = insert_then_wait
+campaigns.launch("payment-reminder", sys.argv[1], db=sys.argv[2])
+"""
 
 
-def start_launch(contacts: Path, db: Path) -> subprocess.Popen[str]:
+def start_launch(
+    contacts: Path, db: Path, paused_flag: Path | None = None
+) -> subprocess.Popen[str]:
+    script, extra = (LAUNCHER, []) if paused_flag is None else (PAUSED_LAUNCHER, [paused_flag])
     return subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(contacts), str(db)],
+        [sys.executable, "-c", script, str(contacts), str(db), *map(str, extra)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_file(flag: Path, child: subprocess.Popen[str], timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        if flag.exists():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def wait_for_write(db: Path, child: subprocess.Popen[str], timeout: float = 60) -> bool:
@@ -311,31 +451,42 @@ def wait_for_write(db: Path, child: subprocess.Popen[str], timeout: float = 60) 
     return False
 
 
+def assert_whole(db: Path) -> int:
+    """Every campaign is whole, no contact belongs to a campaign that doesn't exist: how many."""
+    whole = rows(
+        db,
+        "SELECT c.id, c.contact_count, count(k.phone) FROM campaigns c "
+        "LEFT JOIN campaign_contacts k ON k.campaign_id = c.id GROUP BY ALL",
+    )
+    assert all(expected == found == 200_000 for _, expected, found in whole), whole
+    orphans = rows(
+        db,
+        "SELECT count(*) FROM campaign_contacts "
+        "WHERE campaign_id NOT IN (SELECT id FROM campaigns)",
+    )
+    assert orphans == [(0,)]
+    return len(whole)
+
+
 def test_kill_9_during_launch_leaves_no_campaign_or_a_whole_one(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "big.tsv", contact_rows(200_000))
-    outcomes = []
-    for delay in (0.0, 0.1, 0.3):
+    # Killed with every contact inserted but before the commit (deterministic): nothing remains.
+    flag = tmp_path / "inserted"
+    child = start_launch(contacts, db, paused_flag=flag)
+    paused = wait_for_file(flag, child)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert paused, child.stderr.read() if child.stderr else ""
+    assert assert_whole(db) == 0
+    # Killed at whatever point a real launch has reached: no campaign or a whole one.
+    for delay in (0.1, 0.3):
         child = start_launch(contacts, db)
         writing = wait_for_write(db, child)
         time.sleep(delay)
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         assert writing, child.stderr.read() if child.stderr else ""
-        # Every campaign is whole, and no contact belongs to a campaign that doesn't exist.
-        whole = rows(
-            db,
-            "SELECT c.id, c.contact_count, count(k.phone) FROM campaigns c "
-            "LEFT JOIN campaign_contacts k ON k.campaign_id = c.id GROUP BY ALL",
-        )
-        assert all(expected == found == 200_000 for _, expected, found in whole), whole
-        orphans = rows(
-            db,
-            "SELECT count(*) FROM campaign_contacts "
-            "WHERE campaign_id NOT IN (SELECT id FROM campaigns)",
-        )
-        assert orphans == [(0,)]
-        outcomes.append(len(whole))
-    assert outcomes[0] == 0, "the first kill should land before the commit"
+        assert_whole(db)
     # The file is healthy afterwards: the next launch works.
     small = write_contacts(tmp_path / "small.tsv", contact_rows(3))
     assert campaigns.launch("payment-reminder", small, db=db).campaign is not None

@@ -67,3 +67,31 @@ def test_an_invalid_file_fails_the_flow_and_writes_nothing(
     assert [(e["row"], e["header"]) for e in errors] == [(5, "CONTACT")]
     with open_store(db, read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM campaigns").fetchall() == [(0,)]
+
+
+def test_the_staged_contacts_are_removed_when_the_store_fails(
+    prefect_harness, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The validated rows (phone numbers) staged between the tasks never outlive the flow run."""
+    import tempfile
+
+    from flows.launch_campaign import launch_campaign
+    from tasks import campaigns
+
+    staging = tmp_path / "tmp"
+    staging.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging))
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(campaigns, "store_campaign", disk_full)
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    with pytest.raises(OSError, match="No space left"):
+        launch_campaign("payment-reminder", str(contacts), db=str(db))
+    assert not list(staging.glob("smartchat-launch-*"))
+
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging))
+    assert launch_campaign("payment-reminder", str(contacts), db=str(db))["contact_count"] == 3
+    assert not list(staging.glob("smartchat-launch-*"))

@@ -313,3 +313,32 @@ def test_a_long_held_file_gives_a_clear_error_in_time(tmp_path: Path):
         holder.kill()
         holder.wait()
     assert time.monotonic() - started < 2
+
+
+def test_custom_data_that_cant_become_a_map_fails_the_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Strict CAST: a contact whose custom data comes out NULL (a failed conversion) makes the
+    insert fail; before, TRY_CAST + coalesce stored an empty map and lost the values silently."""
+    path = tmp_path / "s.duckdb"
+    struct = pl.struct
+    # Simulate a conversion failure for the second contact: its custom data arrives as NULL.
+    monkeypatch.setattr(pl, "struct", lambda cols: pl.when(pl.col("row") != 3).then(struct(cols)))
+    with pytest.raises(duckdb.ConstraintException, match="custom_data"):
+        with write_transaction(path) as conn:
+            add_campaign(conn, "c-1", 2)
+            insert_contacts(conn, "c-1", contacts_frame(["+1", "+2"], ["a", "b"]), ["NAME"])
+    with open_store(path, read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM campaign_contacts").fetchall() == [(0,)]
+
+
+def test_a_chatbot_without_custom_data_stores_empty_maps(tmp_path: Path):
+    path = tmp_path / "s.duckdb"
+    with write_transaction(path) as conn:
+        add_campaign(conn, "c-1", 2)
+        assert insert_contacts(conn, "c-1", contacts_frame(["+1", "+2"], ["a", "b"]), []) == 2
+    with open_store(path, read_only=True) as conn:
+        stored = conn.execute(
+            "SELECT phone, custom_data FROM campaign_contacts ORDER BY row_number"
+        ).fetchall()
+    assert stored == [("+1", {}), ("+2", {})]

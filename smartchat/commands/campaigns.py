@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from smartchat.errors import UsageError
+from smartchat.errors import ContactValidationError, UsageError
 
 if TYPE_CHECKING:
     from tasks.campaigns import Campaign, CampaignProgress, LaunchResult
@@ -47,6 +48,8 @@ ContactsOption = Annotated[
 ]
 # A terminal table of a million rows helps nobody; --csv / --json print every row.
 TABLE_ROWS = 1_000
+# --csv / --json read and write this many rows at a time: memory stays flat for 30M rows.
+STREAM_ROWS = 10_000
 
 chatbot_app = typer.Typer(
     help="Register and list chatbots (the YAML scripts campaigns run).", no_args_is_help=True
@@ -99,13 +102,13 @@ def chatbot_list(json_output: JsonOption = False, db: DbOption = None) -> None:
     table = _table("Chatbots", ["Id", "Version", "Name", "Language", "Campaigns", "Added", "From"])
     for bot, count in entries:
         table.add_row(
-            bot.id,
+            escape(bot.id),
             str(bot.version),
-            bot.name,
-            bot.language,
+            escape(bot.name),
+            escape(bot.language),
             str(count),
             f"{bot.created_at:%Y-%m-%d %H:%M}",
-            bot.source or "",
+            escape(bot.source or ""),
         )
     Console().print(table if entries else "No chatbots yet: smartchat chatbot add FILE.yaml")
 
@@ -129,6 +132,15 @@ def launch(
         typer.Option("--dry-run", help="Validate and show what would be sent; write nothing."),
     ] = False,
     no_send: NoSendOption = False,
+    separate: Annotated[
+        bool,
+        typer.Option(
+            "--separate",
+            help="Launch even though a running campaign of this chatbot came from another file "
+            "of the same name (without it, that is refused as an attempt to change that "
+            "campaign's contacts: relaunch it instead).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -136,16 +148,27 @@ def launch(
 
     The contacts and the file's sha256 are stored in one transaction with the campaign, against
     the chatbot's latest version; after that they can't change. An invalid file writes nothing
-    and gets the same report as `smartchat validate` (exit 1).
+    and gets the same report as `smartchat validate` (exit 1; with --json, the same JSON).
     """
     from tasks.campaigns import launch as launch_campaign
 
-    if rate is not None and rate <= 0:
-        raise UsageError(f"--rate must be above 0 messages per second, not {rate:g}.")
-    with _busy("Validating and storing contacts…", json_output):
-        result = launch_campaign(
-            chatbot, contacts, name=name, rate=rate, send=not no_send, dry_run=dry_run, db=db
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise UsageError(
+            f"--rate must be a finite number of messages per second above 0, not {rate:g}."
         )
+    result = _launching(
+        json_output,
+        lambda: launch_campaign(
+            chatbot,
+            contacts,
+            name=name,
+            rate=rate,
+            send=not no_send,
+            dry_run=dry_run,
+            separate=separate,
+            db=db,
+        ),
+    )
     _show_launch(result, json_output)
 
 
@@ -165,9 +188,11 @@ def stop(
         _print_json({**campaign.to_json(), "changed": changed})
         return
     if changed:
-        Console().print(f"Stopped campaign [bold]{campaign.id}[/].")
+        Console().print(f"Stopped campaign [bold]{escape(campaign.id)}[/].")
     else:
-        Console().print(f"Campaign [bold]{campaign.id}[/] is already {campaign.status}.")
+        Console().print(
+            f"Campaign [bold]{escape(campaign.id)}[/] is already {escape(campaign.status)}."
+        )
 
 
 def relaunch(
@@ -178,19 +203,28 @@ def relaunch(
     name: Annotated[
         str | None, typer.Option("--name", help="Default: the replaced campaign's name.")
     ] = None,
-    no_send: NoSendOption = False,
+    send: Annotated[
+        bool | None,
+        typer.Option(
+            "--send/--no-send",
+            help="Send, or store without sending. Default: as the replaced campaign.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """Launch a corrected contact file in place of a campaign (stopping it if it runs).
 
-    The new campaign keeps the old one's chatbot version and send rate and records which
-    campaign it replaces. An invalid file changes nothing: the old campaign keeps running.
+    The new campaign keeps the old one's chatbot version, send rate and sending (--no-send stays
+    --no-send) and records which campaign it replaces. An invalid file changes nothing: the old
+    campaign keeps running. A campaign is replaced once: to fix a replacement, relaunch it.
     """
     from tasks.campaigns import relaunch as relaunch_campaign
 
-    with _busy("Validating and storing contacts…", json_output):
-        result = relaunch_campaign(campaign_id, contacts, send=not no_send, name=name, db=db)
+    result = _launching(
+        json_output, lambda: relaunch_campaign(campaign_id, contacts, send=send, name=name, db=db)
+    )
     _show_launch(result, json_output)
 
 
@@ -240,24 +274,28 @@ def query(
     the like are refused (exit 1). It waits at most a few seconds for a launch or a sender batch
     to release the file.
     """
-    from tasks.campaigns import run_query
+    from tasks.campaigns import open_query
 
     if csv_output and json_output:
         raise UsageError("Choose one of --csv and --json.")
-    result = run_query(sql, db)
-    if json_output:
-        _print_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
-    elif csv_output:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows([_csv_value(v) for v in row] for row in result.rows)
-        sys.stdout.flush()
-    else:
-        console = Console()
-        shown = result.rows[:TABLE_ROWS]
-        console.print(_table(f"{len(result.rows):,} rows", result.columns, _cells(shown)))
-        if len(result.rows) > TABLE_ROWS:
-            console.print(f"… first {TABLE_ROWS:,} shown; --csv or --json prints every row.")
+    # Rows stream from DuckDB to stdout in batches: memory stays flat whatever the result's size.
+    with open_query(sql, db) as result:
+        if json_output:
+            _write_json_array(result.columns, result.batches(STREAM_ROWS))
+            return
+        if csv_output:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(result.columns)
+            for batch in result.batches(STREAM_ROWS):
+                writer.writerows([_csv_value(v) for v in row] for row in batch)
+            sys.stdout.flush()
+            return
+        rows = result.fetch(TABLE_ROWS + 1)  # one more than shown tells whether there are more
+    console = Console()
+    title = f"{len(rows):,} rows" if len(rows) <= TABLE_ROWS else f"More than {TABLE_ROWS:,} rows"
+    console.print(_table(title, result.columns, _cells(rows[:TABLE_ROWS])))
+    if len(rows) > TABLE_ROWS:
+        console.print(f"… first {TABLE_ROWS:,} shown; --csv or --json prints every row.")
 
 
 def export(
@@ -274,7 +312,7 @@ def export(
 
     with _busy("Exporting…", False):
         paths = export_campaign(campaign_id, to, db)
-    Console().print(f"Wrote {len(paths)} Parquet files to {paths[0].parent}.")
+    Console().print(f"Wrote {len(paths)} Parquet files to {escape(str(paths[0].parent))}.")
 
 
 def register(app: typer.Typer) -> None:
@@ -286,6 +324,23 @@ def register(app: typer.Typer) -> None:
 # --- output ------------------------------------------------------------------------------------
 
 
+def _launching(json_output: bool, action: Callable[[], LaunchResult]) -> LaunchResult:
+    """Run a launch or relaunch; with --json an invalid file's report is the JSON on stdout.
+
+    Without --json the error goes up to the CLI, which prints the report as `validate` does.
+    """
+    try:
+        with _busy("Validating and storing contacts…", json_output):
+            return action()
+    except ContactValidationError as exc:
+        if not json_output or exc.report is None:
+            raise
+        from smartchat.console import print_json
+
+        print_json(exc.report.to_json())  # the document `smartchat validate --json` prints
+        raise typer.Exit(1) from None
+
+
 def _show_launch(result: LaunchResult, json_output: bool) -> None:
     if json_output:
         _print_json(result.to_json())
@@ -294,15 +349,16 @@ def _show_launch(result: LaunchResult, json_output: bool) -> None:
     campaign = result.campaign
     if campaign is None:
         from smartchat.console import show_validation_report
+        from smartchat.settings import get_settings
 
-        show_validation_report(result.report, console)
+        show_validation_report(result.report, console, sample=get_settings().report_sample)
         console.print(
             f"[bold]Dry run:[/] nothing was written. Without --dry-run this launches "
             f"{result.report.contact_count:,} contacts with chatbot {escape(result.chatbot.id)} "
             f"version {result.chatbot.version}."
         )
         return
-    console.print(f"Launched campaign [bold]{campaign.id}[/]")
+    console.print(f"Launched campaign [bold]{escape(campaign.id)}[/]")
     console.print(_launch_details(campaign))
 
 
@@ -314,7 +370,7 @@ def _launch_details(campaign: Campaign) -> str:
         f"{campaign.send_rate:g} messages/s",
     ]
     if campaign.replaces:
-        lines.append(f"  replaces campaign {campaign.replaces} (now stopped)")
+        lines.append(f"  replaces campaign {escape(campaign.replaces)} (now stopped)")
     if not campaign.send_enabled:
         lines.append("  --no-send: stored, not sent")
     return "\n".join(lines)
@@ -339,9 +395,9 @@ def _progress_table(progress: Sequence[CampaignProgress]) -> Table:
         table.add_column(numeric, justify="right", no_wrap=True, min_width=len(numeric))
     for p in progress:
         table.add_row(
-            p.campaign_id,
+            escape(p.campaign_id),
             escape(p.name),
-            p.status,
+            escape(p.status),
             *(f"{n:,}" for n in (p.contacts, p.sent, p.delivered, p.failed, p.replied)),
         )
     return table
@@ -354,10 +410,10 @@ def _campaign_card(p: CampaignProgress) -> Table:
     card.add_column(overflow="fold")
     reply_rate = "" if p.reply_rate is None else f"{p.reply_rate:.1%}"
     fields = [
-        ("Campaign", p.campaign_id),
+        ("Campaign", escape(p.campaign_id)),
         ("Name", escape(p.name)),
         ("Chatbot", escape(f"{p.chatbot_id} version {p.chatbot_version}")),
-        ("Status", p.status),
+        ("Status", escape(p.status)),
         ("Contacts", f"{p.contacts:,}"),
         ("Reached", f"{p.reached:,}"),
         ("Sent", f"{p.sent:,} messages, {p.segments:,} SMS segments"),
@@ -365,7 +421,7 @@ def _campaign_card(p: CampaignProgress) -> Table:
         ("Failed", f"{p.failed:,}"),
         ("Replied", f"{p.replied:,} {reply_rate}".strip()),
         ("Opted out", f"{p.opted_out:,}"),
-        ("Replaces", p.replaces or ""),
+        ("Replaces", escape(p.replaces or "")),
         ("Launched", _when(p.launched_at)),
         ("Stopped", _when(p.stopped_at)),
         ("Completed", _when(p.completed_at)),
@@ -418,10 +474,41 @@ def _json_default(value: Any) -> Any:
 
 def _print_json(payload: Any) -> None:
     """One JSON document on stdout (datetimes as ISO 8601), so `| jq` always works."""
-    sys.stdout.write(
-        json.dumps(payload, ensure_ascii=False, indent=2, default=_json_default) + "\n"
-    )
-    sys.stdout.flush()
+    from smartchat.console import print_json
+
+    print_json(_plain(payload))
+
+
+def _write_json_array(columns: list[str], batches: Iterable[list[tuple[Any, ...]]]) -> None:
+    """Rows as one JSON array of objects, written batch by batch: byte for byte what
+    `json.dumps(rows, indent=2)` prints for the whole list, without holding the whole list."""
+    encoder = json.JSONEncoder(ensure_ascii=False, indent=2, default=_json_default, allow_nan=False)
+    out = sys.stdout
+    separator = "[\n"
+    for batch in batches:
+        objects = [dict(zip(columns, row, strict=True)) for row in batch]
+        try:
+            text = encoder.encode(objects)
+        except ValueError:  # NaN or an infinity, which JSON lacks: null, as print_json does
+            text = encoder.encode(_plain(objects))
+        # "[\n  {...},\n  {...}\n]": the items are already indented as array items.
+        out.write(separator + text[2:-2])
+        separator = ",\n"
+    out.write("[]\n" if separator == "[\n" else "\n]\n")
+    out.flush()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: datetimes as ISO 8601, NaN and infinities as null (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _busy(message: str, quiet: bool) -> AbstractContextManager[Any]:
