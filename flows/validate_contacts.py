@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.prefect_tasks import publish_validation_report, validate_contact_file
 from tasks.validation import ValidationReport
+from tasks.validation_tasks import validate_contact_file
 
 
 @flow(name="validate-contacts")
 def validate_contacts(contacts_path: str, chatbot_path: str) -> ValidationReport:
     """The same check as `smartchat validate`, with the result as a table artifact."""
-    report = validate_contact_file(contacts_path, chatbot_path)
-    publish_validation_report(report)
-    return report
+    return validate_contact_file(contacts_path, chatbot_path)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from pydantic import BaseModel
 
 from smartchat.errors import StoreError
 from tasks import campaigns
-from tasks.prefect_tasks import publish_validation_report
 from tasks.store import open_store
 from tasks.validation import validate_contacts
+from tasks.validation_tasks import publish_validation_report
 
 VALIDATION_ARTIFACT = "campaign-launch-validation"
 LAUNCH_ARTIFACT = "campaign-launch"
@@ -53,7 +53,7 @@ def validate_campaign_contacts(
     with open_store(db, read_only=True) as conn:
         chatbot = campaigns.get_chatbot(conn, chatbot_id)
     report = validate_contacts(contacts_path, chatbot.load())
-    publish_validation_report.fn(report, key=VALIDATION_ARTIFACT)
+    publish_validation_report(report, key=VALIDATION_ARTIFACT)
     staged = None
     if report.valid:
         folder = Path(tempfile.mkdtemp(prefix="smartchat-launch-"))

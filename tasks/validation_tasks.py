@@ -1,7 +1,7 @@
-"""Prefect `@task` wrappers over the plain steps: thin, typed, one I/O step each.
+"""Prefect tasks for contact validation: thin wrappers over `tasks.validation`.
 
-The only module in `tasks/` that imports Prefect. Tasks take small parameters (paths, ids) and
-open files and stores themselves: a DataFrame or a connection is never a task input.
+Tasks take small parameters (paths, ids) and open files themselves: a DataFrame (a report holds
+one) is never a task input, so the artifact is published inside the task that made the report.
 """
 
 from __future__ import annotations
@@ -20,12 +20,16 @@ ARTIFACT_ROWS = 1_000
 
 # A contact file can change between runs under the same path: never serve a cached verdict.
 @task(name="validate-contact-file", cache_policy=NO_CACHE)
-def validate_contact_file(contacts_path: str, chatbot_path: str) -> ValidationReport:
-    return validate_contacts(contacts_path, load_chatbot(chatbot_path))
+def validate_contact_file(
+    contacts_path: str, chatbot_path: str, artifact_key: str = "contact-validation"
+) -> ValidationReport:
+    """Validate, and publish the result as a table artifact for the Prefect UI."""
+    report = validate_contacts(contacts_path, load_chatbot(chatbot_path))
+    publish_validation_report(report, key=artifact_key)
+    return report
 
 
-@task(name="publish-validation-report", cache_policy=NO_CACHE)
-def publish_validation_report(report: ValidationReport, key: str = "contact-validation") -> str:
+def publish_validation_report(report: ValidationReport, key: str) -> str:
     """A table artifact for the Prefect UI: the errors, or contacts per country on success."""
     if report.valid:
         table = [
