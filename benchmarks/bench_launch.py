@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from benchmarks.measure import run_smartchat
+from benchmarks.common import run_smartchat, synthetic_contacts
 from tasks import campaigns
 from tasks.store import insert_messages, open_store, write_transaction
 
@@ -31,38 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "benchmarks" / "out"
 BOT = ROOT / "data" / "payment-reminder.yaml"
-# Prefixes whose every completion is a valid number (checked against phonenumbers), with the
-# number of digits a counter fills: 8 countries, 1M distinct numbers.
-PREFIXES = (
-    ("+525512", 6),
-    ("+3461", 7),
-    ("+57321", 7),
-    ("+5511961", 6),
-    ("+447400", 6),
-    ("+5491123", 6),
-    ("+12025", 6),
-    ("+3462", 7),
-)
-NAMES = ("Ana", "Luis", "María", "José", "Carmen", "Pedro", "Lucía", "Diego")
-
-
-def make_contacts(n: int, path: Path) -> Path:
-    """n distinct valid contacts for the payment-reminder chatbot, as the TSV people upload."""
-    k = len(PREFIXES)
-    i = pl.int_range(0, n)
-    serial = (i // k).cast(pl.String)
-    phone = pl.coalesce(
-        pl.when(i % k == j).then(pl.lit(prefix) + serial.str.zfill(digits))
-        for j, (prefix, digits) in enumerate(PREFIXES)
-    )
-    frame = pl.select(
-        phone.alias("CONTACT"),
-        pl.lit(pl.Series(NAMES)).gather(i % len(NAMES)).alias("NAME"),
-        (pl.lit("2026-12-") + ((i % 28) + 1).cast(pl.String).str.zfill(2)).alias("DUE_DATE"),
-        (100 + i % 9000).cast(pl.String).alias("AMOUNT"),
-    )
-    frame.write_csv(path, separator="\t")
-    return path
 
 
 def timed_launch(contacts: Path, db: Path) -> tuple[float, float]:
@@ -92,7 +60,7 @@ def bench_launch(rows: int) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     contacts = OUT / f"launch-{rows}.tsv"
     if not contacts.exists():
-        make_contacts(rows, contacts)
+        synthetic_contacts(rows).write_csv(contacts, separator="\t")
     db = OUT / "bench-launch.duckdb"
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""How the benchmarks time a `smartchat` command: a fresh process, wall time and its own peak RSS.
+"""What the benchmarks share: synthetic contact files, and timing a `smartchat` command as a
+fresh process (wall time and its own peak RSS).
 
 The peak comes from the child's /proc VmHWM, read at exit: rusage's maxrss (wait4, getrusage)
 would also count the pages of the large benchmark process the child was forked from.
@@ -12,6 +13,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import polars as pl
 
 _CLI = """
 import atexit, os
@@ -40,3 +43,36 @@ def run_smartchat(*args: str, ok: tuple[int, ...] = (0,)) -> tuple[float, float,
         if done.returncode not in ok:
             sys.exit(f"smartchat {' '.join(args)} failed: {done.stderr.decode()[-800:]}")
         return wall, int(peak_file.read_text()) / 1024, done.returncode
+
+
+# Prefixes whose every completion is a valid number (checked against phonenumbers), with the
+# number of digits a counter fills: 8 countries, 1M distinct numbers.
+PREFIXES = (
+    ("+525512", 6),
+    ("+3461", 7),
+    ("+57321", 7),
+    ("+5511961", 6),
+    ("+447400", 6),
+    ("+5491123", 6),
+    ("+12025", 6),
+    ("+3462", 7),
+)
+NAMES = ("Ana", "Luis", "María", "José", "Carmen", "Pedro", "Lucía", "Diego")
+
+
+def synthetic_contacts(n: int, seed: int = 7) -> pl.DataFrame:
+    """n distinct valid contacts for the payment-reminder chatbot over 8 countries, shuffled."""
+    k = len(PREFIXES)
+    i = pl.int_range(0, n)
+    serial = (i // k).cast(pl.String)
+    phone = pl.coalesce(
+        pl.when(i % k == j).then(pl.lit(prefix) + serial.str.zfill(digits))
+        for j, (prefix, digits) in enumerate(PREFIXES)
+    )
+    frame = pl.select(
+        phone.alias("CONTACT"),
+        pl.lit(pl.Series(NAMES)).gather(i % len(NAMES)).alias("NAME"),
+        (pl.lit("2026-12-") + ((i % 28) + 1).cast(pl.String).str.zfill(2)).alias("DUE_DATE"),
+        (100 + i % 9000).cast(pl.String).alias("AMOUNT"),
+    )
+    return frame.sample(fraction=1.0, shuffle=True, seed=seed)
