@@ -1,4 +1,5 @@
-"""Property: a generated valid file passes; one corrupted cell is reported at its row and column."""
+"""Property: a generated valid file (.tsv or .xlsx) passes; one corrupted cell is reported at its
+row and column."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import phonenumbers
+import xlsxwriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,11 +58,23 @@ CORRUPTIONS = {
 }
 
 
-def _write(rows: list[list[str]]) -> Path:
-    handle = tempfile.NamedTemporaryFile("wb", suffix=".tsv", delete=False)
+def _write(rows: list[list[str]], file_format: str) -> Path:
+    handle = tempfile.NamedTemporaryFile("wb", suffix=f".{file_format}", delete=False)
     with handle:
-        handle.write(("\n".join("\t".join(r) for r in [HEADERS, *rows]) + "\n").encode())
+        if file_format == "tsv":
+            handle.write(("\n".join("\t".join(r) for r in [HEADERS, *rows]) + "\n").encode())
+    if file_format == "xlsx":
+        # Every cell written as a text cell, as a user's sheet formatted as Text would hold it.
+        book = xlsxwriter.Workbook(handle.name)
+        sheet = book.add_worksheet()
+        for r, row in enumerate([HEADERS, *rows]):
+            for c, value in enumerate(row):
+                sheet.write_string(r, c, value)
+        book.close()
     return Path(handle.name)
+
+
+FORMATS = st.sampled_from(["tsv", "xlsx"])
 
 
 def _rows(data: tuple[list[str], list[tuple[str, str, str]]]) -> list[list[str]]:
@@ -69,10 +83,10 @@ def _rows(data: tuple[list[str], list[tuple[str, str, str]]]) -> list[list[str]]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(contact_rows)
-def test_generated_valid_file_passes(data):
+@given(contact_rows, FORMATS)
+def test_generated_valid_file_passes(data, file_format):
     rows = _rows(data)
-    path = _write(rows)
+    path = _write(rows, file_format)
     try:
         report = validate_contacts(path, BOT)
     finally:
@@ -83,14 +97,14 @@ def test_generated_valid_file_passes(data):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(contact_rows, st.data())
-def test_single_corrupted_cell_is_reported_at_its_row_and_column(data, draw):
+@given(contact_rows, FORMATS, st.data())
+def test_single_corrupted_cell_is_reported_at_its_row_and_column(data, file_format, draw):
     rows = _rows(data)
     index = draw.draw(st.integers(0, len(rows) - 1), label="row index")
     column = draw.draw(st.integers(0, len(HEADERS) - 1), label="column")
     kind = "phone_format" if column == 0 and draw.draw(st.booleans()) else "blank"
     rows[index][column] = CORRUPTIONS[kind](rows[index][column])
-    path = _write(rows)
+    path = _write(rows, file_format)
     try:
         report = validate_contacts(path, BOT)
     finally:
