@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from collections.abc import Iterable
+from datetime import date, datetime, time
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
@@ -28,20 +29,32 @@ def print_json(payload: Any) -> None:
 
 
 def json_text(payload: Any, indent: int | None = None) -> str:
-    """Strict JSON: NaN and infinities (which json.dumps writes as bare NaN) become null."""
+    """Strict JSON: NaN and infinities (which json.dumps writes as bare NaN) become null,
+    dates and times ISO 8601."""
     return json.dumps(
-        _finite(payload), ensure_ascii=False, indent=indent, default=str, allow_nan=False
-    )
+        json_ready(payload), ensure_ascii=False, indent=indent, default=json_default,
+        allow_nan=False,
+    )  # fmt: skip
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+def json_ready(value: Any) -> Any:
+    """`value` with every NaN or infinity as None and every date or time as ISO 8601 text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
+
+
+def json_default(value: Any) -> Any:
+    """For json.dumps: what JSON has no type for (dates, decimals, UUIDs...) as text."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
 
 
 def show_validation_report(

@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from datetime import date, datetime, time
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from smartchat.console import json_default, json_ready, print_json
 from smartchat.errors import ContactValidationError, UsageError
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def chatbot_list(json_output: JsonOption = False, db: DbOption = None) -> None:
 
     entries = list_chatbots(db)
     if json_output:
-        _print_json(
+        print_json(
             [
                 {
                     "id": bot.id,
@@ -185,7 +186,7 @@ def stop(
 
     campaign, changed = stop_campaign(campaign_id, db)
     if json_output:
-        _print_json({**campaign.to_json(), "changed": changed})
+        print_json({**campaign.to_json(), "changed": changed})
         return
     if changed:
         Console().print(f"Stopped campaign [bold]{escape(campaign.id)}[/].")
@@ -244,10 +245,10 @@ def status(
     if json_output:
         rows = [p.to_json() for p in progress]
         if countries is None:
-            _print_json(rows)
+            print_json(rows)
         else:
             by_country = [dict(zip(countries.columns, r, strict=True)) for r in countries.rows]
-            _print_json({**rows[0], "countries": by_country})
+            print_json({**rows[0], "countries": by_country})
         return
     console = Console()
     if not progress:
@@ -335,15 +336,13 @@ def _launching(json_output: bool, action: Callable[[], LaunchResult]) -> LaunchR
     except ContactValidationError as exc:
         if not json_output or exc.report is None:
             raise
-        from smartchat.console import print_json
-
         print_json(exc.report.to_json())  # the document `smartchat validate --json` prints
         raise typer.Exit(1) from None
 
 
 def _show_launch(result: LaunchResult, json_output: bool) -> None:
     if json_output:
-        _print_json(result.to_json())
+        print_json(result.to_json())
         return
     console = Console()
     campaign = result.campaign
@@ -454,35 +453,22 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, default=_json_default)
+        return json.dumps(value, ensure_ascii=False, default=json_default)
     return str(value)
 
 
 def _csv_value(value: Any) -> Any:
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, default=_json_default)
+        return json.dumps(value, ensure_ascii=False, default=json_default)
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
-def _print_json(payload: Any) -> None:
-    """One JSON document on stdout (datetimes as ISO 8601), so `| jq` always works."""
-    from smartchat.console import print_json
-
-    print_json(_plain(payload))
-
-
 def _write_json_array(columns: list[str], batches: Iterable[list[tuple[Any, ...]]]) -> None:
     """Rows as one JSON array of objects, written batch by batch: byte for byte what
     `json.dumps(rows, indent=2)` prints for the whole list, without holding the whole list."""
-    encoder = json.JSONEncoder(ensure_ascii=False, indent=2, default=_json_default, allow_nan=False)
+    encoder = json.JSONEncoder(ensure_ascii=False, indent=2, default=json_default, allow_nan=False)
     out = sys.stdout
     separator = "[\n"
     for batch in batches:
@@ -490,25 +476,12 @@ def _write_json_array(columns: list[str], batches: Iterable[list[tuple[Any, ...]
         try:
             text = encoder.encode(objects)
         except ValueError:  # NaN or an infinity, which JSON lacks: null, as print_json does
-            text = encoder.encode(_plain(objects))
+            text = encoder.encode(json_ready(objects))
         # "[\n  {...},\n  {...}\n]": the items are already indented as array items.
         out.write(separator + text[2:-2])
         separator = ",\n"
     out.write("[]\n" if separator == "[\n" else "\n]\n")
     out.flush()
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: datetimes as ISO 8601, NaN and infinities as null (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _busy(message: str, quiet: bool) -> AbstractContextManager[Any]:
