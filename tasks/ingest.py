@@ -154,14 +154,6 @@ def _unsupported_extension_message(file: Path, suffix: str) -> str:
     )
 
 
-def _read_head(file: Path, size: int = _SNIFF_BYTES) -> bytes:
-    try:
-        with file.open("rb") as handle:
-            return handle.read(size)
-    except OSError as exc:
-        raise _os_error(file, exc) from None
-
-
 def _read_all(file: Path) -> bytes:
     try:
         return file.read_bytes()
@@ -169,9 +161,9 @@ def _read_all(file: Path) -> bytes:
         raise _os_error(file, exc) from None
 
 
-def _ole2_message(file: Path, *, renamed_from: str) -> str:
+def _ole2_message(file: Path, content: bytes, *, renamed_from: str) -> str:
     """OLE2 is both the .xls format and the wrapper of an encrypted .xlsx; tell them apart."""
-    if _ENCRYPTION_STREAM in _read_all(file):
+    if _ENCRYPTION_STREAM in content:
         return (
             f"Contact file '{file}' is password-protected: remove the password in Excel "
             "(File > Info > Protect Workbook) and save it again."
@@ -208,7 +200,7 @@ def _tsv_source(file: Path, content: bytes) -> bytes:
             "text: if it is a workbook, rename it to .xlsx."
         )
     if head.startswith(_OLE2_MAGIC):
-        raise ContactFileError(_ole2_message(file, renamed_from=".tsv"))
+        raise ContactFileError(_ole2_message(file, content, renamed_from=".tsv"))
     if b"\x00" in head:
         raise ContactFileError(
             f"Contact file '{file}' is not UTF-8 text (it contains NUL bytes, like UTF-16 text "
@@ -217,7 +209,7 @@ def _tsv_source(file: Path, content: bytes) -> bytes:
     return content
 
 
-def _tsv_frame(file: Path, source: str | bytes) -> pl.DataFrame:
+def _tsv_frame(file: Path, source: bytes) -> pl.DataFrame:
     """One row per line (a blank line is a row of nulls), String columns f0..f{w-1}."""
     import polars as pl
 
@@ -239,7 +231,7 @@ def _tsv_frame(file: Path, source: str | bytes) -> pl.DataFrame:
         ) from None
 
 
-def _read_tsv_table(source: str | bytes) -> pl.DataFrame:
+def _read_tsv_table(source: bytes) -> pl.DataFrame:
     import polars as pl
 
     return pl.read_csv(
@@ -252,7 +244,7 @@ def _read_tsv_table(source: str | bytes) -> pl.DataFrame:
     )
 
 
-def _read_tsv_ragged(source: str | bytes) -> pl.DataFrame:
+def _read_tsv_ragged(source: bytes) -> pl.DataFrame:
     """Slower path for rows of different widths: split each line ourselves."""
     import polars as pl
 
@@ -274,8 +266,7 @@ def _read_tsv_ragged(source: str | bytes) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def _check_utf8(file: Path, source: str | bytes) -> None:
-    raw = _read_all(file) if isinstance(source, str) else source
+def _check_utf8(file: Path, raw: bytes) -> None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -290,7 +281,7 @@ def _check_utf8(file: Path, source: str | bytes) -> None:
 
 
 def _read_xlsx(file: Path, content: bytes) -> ContactSheet:
-    _check_xlsx_container(file)
+    _check_xlsx_container(file, content)
     import fastexcel
 
     try:
@@ -322,13 +313,13 @@ def _load_first_sheet(reader: fastexcel.ExcelReader) -> pl.DataFrame:
     return _positional(sheet.to_polars(), first_column)
 
 
-def _check_xlsx_container(file: Path) -> None:
+def _check_xlsx_container(file: Path, content: bytes) -> None:
     """An .xlsx is a zip; say what it is instead when it isn't."""
-    head = _read_head(file, 8)
+    head = content[:8]
     if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
         return
     if head.startswith(_OLE2_MAGIC):
-        raise ContactFileError(_ole2_message(file, renamed_from=".xlsx"))
+        raise ContactFileError(_ole2_message(file, content, renamed_from=".xlsx"))
     raise ContactFileError(
         f"Contact file '{file}' is not a real .xlsx file (it is not an Excel workbook; a CSV or "
         "text file renamed to .xlsx looks like this): open it in Excel and save it as .xlsx, or "
