@@ -24,8 +24,10 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks.common import run_smartchat, synthetic_contacts
+from smartchat.settings import StoreSettings
 from tasks import campaigns
-from tasks.store import insert_messages, open_store, write_transaction
+from tasks.store import open_store, write_transaction
+from tasks.store.messages import insert as insert_messages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +54,7 @@ def median_time(runs: int, action: Callable[[], object]) -> float:
 
 
 def open_close(db: Path, read_only: bool) -> None:
-    with open_store(db, read_only=read_only):
+    with open_store(StoreSettings(path=db), read_only=read_only):
         pass
 
 
@@ -64,7 +66,7 @@ def bench_launch(rows: int) -> Path:
     db = OUT / "bench-launch.duckdb"
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    campaigns.register_chatbot(BOT, db)
+    campaigns.register_chatbot(StoreSettings(path=db), BOT)
     print(f"\n`smartchat launch --no-send`, {rows:,} contacts, 8 countries (target <= 15 s)")
     for label in ("into an empty store", "into a store with 1 campaign", "again (3 campaigns)"):
         wall, rss = timed_launch(contacts, db)
@@ -84,10 +86,10 @@ def build_summary_store(db: Path, n_campaigns: int, rows: int) -> None:
     """10 campaigns x rows contacts x 3 messages, generated inside DuckDB in bulk."""
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    campaigns.register_chatbot(BOT, db)
+    campaigns.register_chatbot(StoreSettings(path=db), BOT)
     for c in range(n_campaigns):
         campaign_id = f"c-20261125-{c:04x}"
-        with write_transaction(db) as conn:
+        with write_transaction(StoreSettings(path=db)) as conn:
             conn.execute(
                 "INSERT INTO campaigns (id, name, chatbot_id, chatbot_version, status, "
                 "contacts_file, contacts_sha256, contact_count, send_rate, send_enabled, "
@@ -155,7 +157,7 @@ VIEWS = {
 def view_time(db: Path, sql: str) -> tuple[float, float, int]:
     """Seconds in a fresh read-only connection (open included), then warm; rows returned."""
     start = time.perf_counter()
-    with open_store(db, read_only=True) as conn:
+    with open_store(StoreSettings(path=db), read_only=True) as conn:
         result = conn.execute(sql).fetchall()
         cold = time.perf_counter() - start
         warm = median_time(3, lambda: conn.execute(sql).fetchall())
@@ -190,7 +192,7 @@ def bench_views(n_campaigns: int, rows: int) -> None:
     )
 
     def sender_batch() -> None:
-        with write_transaction(db) as conn:
+        with write_transaction(StoreSettings(path=db)) as conn:
             insert_messages(conn, "c-20261125-0000", batch)
 
     print(f"  a 1,000-message sender batch   {median_time(3, sender_batch):.3f} s (open to close)")

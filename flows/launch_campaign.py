@@ -1,7 +1,7 @@
 """Flow `launch_campaign`: validate a contact file against a chatbot, then launch a campaign.
 
-The same rules and the same single store transaction as `smartchat launch` (tasks.campaigns);
-the validation report is a table artifact, the launched campaign a markdown one. The validated
+The same steps, rules and single store transaction as `smartchat launch` (tasks.campaigns); the
+validation report is a table artifact, the launched campaign a markdown one. The validated
 contacts staged between the two tasks are removed whatever happens.
 """
 
@@ -11,9 +11,10 @@ from typing import Any
 
 from prefect import flow
 
-from smartchat.errors import ContactValidationError
-from tasks.campaign_tasks import discard_staged, store_campaign, validate_campaign_contacts
-from tasks.campaigns import check_send_rate
+from schemas.campaigns import check_send_rate
+from smartchat.settings import load_settings
+from tasks.campaign_tasks import discard_staged, record_launch_task, validate_for_launch_task
+from tasks.campaigns import LaunchPlan
 
 
 @flow(name="launch-campaign")
@@ -28,21 +29,23 @@ def launch_campaign(
 ) -> dict[str, Any]:
     """Launch `contacts_path` with the chatbot's latest version; returns the campaign.
 
-    `separate`: launch even though a running campaign of this chatbot came from another file of
-    the same name (otherwise refused as an attempt to change that campaign's contacts).
+    `rate`: messages per second (default SMARTCHAT_DEFAULT_SEND_RATE). `db`: the store (default
+    SMARTCHAT_DB). `separate`: launch even though a running campaign of this chatbot came from
+    another file of the same name (otherwise refused as an attempt to change its contacts).
     """
-    check_send_rate(rate)  # before a long validation
-    validated = validate_campaign_contacts(chatbot_id, contacts_path, db)
+    settings = load_settings()
+    store = settings.store.at(db)
+    plan = LaunchPlan(
+        name=name,
+        rate=check_send_rate(settings.sending.default_rate if rate is None else rate),
+        send=send,
+        separate=separate,
+    )
+    validated = validate_for_launch_task(
+        store, chatbot_id, contacts_path, settings.validation.max_message_chars
+    )
     try:
-        if not validated.valid:
-            problems = validated.error_count
-            raise ContactValidationError(
-                f"{contacts_path} can't be launched with chatbot {chatbot_id}: {problems:,} "
-                f"problem{'s' * (problems != 1)} (see the campaign-launch-validation artifact). "
-                "Nothing was written.",
-                None,
-            )
-        return store_campaign(validated, name=name, rate=rate, send=send, db=db, separate=separate)
+        return record_launch_task(store, validated, plan)
     finally:
         discard_staged(validated)  # the phone numbers never outlive the flow run
 

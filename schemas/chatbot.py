@@ -9,13 +9,37 @@ start: ask
 steps:
   ask:
     say: "Hola {NAME}, ¿pagarás el {DUE_DATE}? Responde SI o NO"
-    replies:
+    replies: &yesno               # an anchor: later steps can reuse these options
       - when: [si, sí]            # whole reply, trimmed, case- and accent-insensitive
         goto: thanks
     otherwise: "Perdona, no entendí."   # sent when no option matches; the step waits again
+  remind:
+    say: "{NAME}, ¿pagarás el {DUE_DATE}?"
+    replies: *yesno               # an alias: the same options as `ask`
   thanks:
     say: "¡Gracias {NAME}!"       # a step without replies ends the conversation
 ```
+
+Placeholders and braces. A placeholder is exactly `{UNIQUE_ID}`: one brace on each side, no
+spaces, a Unique ID listed in `custom_data`. Braces mean nothing else in a message: any `{` or `}`
+that is not part of a well-formed placeholder (`{ NAME }`, `{{NAME}}`, `{NAME`, `NAME}`, `{}`,
+`{name}`) is refused with the fix, rather than sent to thousands of people as written. There is
+no escape for a literal brace: SMS text almost never needs one (GSM-7 even bills it as two
+characters), an escape would make the characters counted here differ from the ones sent, and
+`(` `)` say the same thing. So text that needs brackets uses parentheses.
+
+YAML. Safe loading only; anchors, aliases and merge keys (`<<: *common`) work, and a key the
+file defines itself overrides a merged one. Everything is text: `no`, `yes`, `on`, `1:30`,
+`2024-01-31` and `007` stay exactly as typed (YAML 1.1 would turn them into booleans, numbers and
+dates; a chatbot has no numeric fields, and an answer is a word the contact types). Refused with
+the line: a key written twice in one mapping, nesting deeper than `MAX_DEPTH`, aliases that expand
+to more than `MAX_NODES` values (a "billion laughs" file) or that contain themselves, and tags
+(`!!int`, `!python/...`).
+
+Errors name the file, then the field as a path: dots for keys, brackets for list positions
+(`steps.ask.replies[1].when[0]`; a key that is not a plain word is quoted: `steps["my step"]`).
+`load_chatbot` checks the definition; `check_message_lengths` checks its fixed text against the
+configured SMS limit, which the caller passes in (this module reads no settings).
 """
 
 from __future__ import annotations
@@ -37,13 +61,28 @@ from smartchat.errors import ChatbotError, ChatbotFileError
 CONTACT_HEADER = "CONTACT"
 UNIQUE_ID = re.compile(r"^[A-Z][A-Z0-9_]*$")
 # Anything in braces that looks like a name is meant as a placeholder; a typo such as `{name}`
-# must be reported rather than sent to thousands of people as literal text.
+# must be reported rather than sent to thousands of people as literal text. (tasks.sms counts a
+# message's fixed characters with this same pattern, so it must keep matching what `render` fills.)
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CHATBOT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
+# A real chatbot nests about 7 levels (steps > step > replies > option > when > word) and has at
+# most a few thousand values; these bounds are far above that and far below what exhausts
+# Python's recursion limit or memory.
+MAX_DEPTH = 50
+MAX_NODES = 100_000
+
+# Every brace-delimited token, longest first, so `{{NAME}}` is seen whole and not as `{NAME}`
+# inside stray braces; a brace that closes nothing (or opens nothing) is a token of its own.
+_BRACES = re.compile(r"\{\{[^{}]*\}\}|\{[^{}]*\}|[{}]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BRACES_ARE_PLACEHOLDERS = "braces only mark placeholders (for text, write ( ) instead)"
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
 
 def _as_text(value: object) -> object:
-    # An answer like `1` is a word the contact types, not a number.
+    # An answer like `1` is a word the contact types, not a number. (The YAML loader already keeps
+    # it as text; this covers definitions parsed from other sources, such as stored JSON.)
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
@@ -119,35 +158,222 @@ def placeholders(text: str) -> list[str]:
     return PLACEHOLDER.findall(text)
 
 
+def fixed_text(text: str) -> str:
+    """A message without its placeholders: the part every contact receives the same."""
+    return PLACEHOLDER.sub("", text)
+
+
+def field_path(*parts: str | int) -> str:
+    """`steps.ask.replies[1].when`: dots for keys, brackets for list positions.
+
+    A key that is not a plain word (a step named `my step` or `a.b`) is quoted in brackets, so the
+    path still says unambiguously where to look.
+    """
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            path += f".{part}" if path else part
+        else:
+            path += f"[{json.dumps(part, ensure_ascii=False)}]"
+    return path
+
+
+def check_message_lengths(chatbot: Chatbot, max_chars: int, *, source: str | None = None) -> None:
+    """Refuse a message whose fixed text alone (placeholders removed) is over `max_chars`.
+
+    Such a message is too long for every contact whatever their data, so the contact file's check
+    would blame each contact's values for the chatbot's fault. Characters are counted as the
+    contact check counts them (`len` of the text, as tasks.sms does). Every such message is named
+    at once; `source` (the file) prefixes each line when given.
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1, not {max_chars}")
+    prefix = f"{source}: " if source else ""
+    problems = []
+    for step_id, field, text in chatbot.messages():
+        length = len(fixed_text(text))
+        if length > max_chars:
+            problems.append(
+                f"{prefix}{field_path('steps', step_id, field)}: its fixed text alone (without "
+                f"placeholders) is {length:,} characters, over the limit of {max_chars:,} per "
+                "message: shorten it (no contact's data can make it fit)."
+            )
+    if problems:
+        raise ChatbotError("\n".join(problems))
+
+
+# --- loading the YAML --------------------------------------------------------------------------
+
+_STR = "tag:yaml.org,2002:str"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
+# Every value of a chatbot is text; a number, date or `=` resolved implicitly would change what
+# the author typed (`1:30` is 5400 in YAML 1.1) or crash its constructor (`2024-13-45`).
+_NOT_TEXT = {
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:value",
+    _BOOL,
+}
+
+
+class _YamlRefused(yaml.YAMLError):  # type: ignore[misc]  # (PyYAML ships no types)
+    """Valid YAML this loader won't build: the problem for the author and where it is."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.mark = mark
+
+
 class _ChatbotLoader(yaml.SafeLoader):  # type: ignore[misc]  # (PyYAML ships no types)
     """Safe YAML, stricter where a chatbot needs it.
 
-    YAML 1.1 reads `no`, `yes`, `on`, `off` as booleans; in a chatbot they are answers. And a
-    repeated key (two `ask:` steps) would silently keep only the last one.
+    YAML 1.1 reads `no`, `yes`, `on`, `off` as booleans; in a chatbot they are answers. A
+    repeated key (two `ask:` steps) would silently keep only the last one. And PyYAML's composer
+    recurses once per nesting level, its constructor shares aliased values without bounding what
+    they expand to: a hostile or mistyped file must get a message, not a traceback or a hang.
     """
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"{key!r} appears twice (first on line {seen[key] + 1}): keep one",
-                    key_node.start_mark,
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # Counted while composing, before the recursion that would exhaust Python's stack.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _YamlRefused(
+                    f"nested more than {MAX_DEPTH} levels deep; a chatbot needs about 7 "
+                    "(is a bracket repeated or never closed?).",
+                    self.peek_event().start_mark,
                 )
-            seen[key] = key_node.start_mark.line
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return mapping
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: Any) -> Any:
+        # Checked on the composed tree, before SafeConstructor flattens merge keys into their
+        # mappings: afterwards a merged key and the key overriding it would look like duplicates.
+        _NodeCheck().visit(node, 1)
+        return super().construct_document(node)
+
+
+class _NodeCheck:
+    """One pass over the composed nodes: duplicate keys, tags, depth and size through aliases.
+
+    An alias is the same node object as its anchor, so sizes are memoised per node: the check is
+    linear in the file even when the aliases expand exponentially.
+    """
+
+    def __init__(self) -> None:
+        self.measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, levels)
+        self.open: set[int] = set()
+
+    def visit(self, node: Any, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in self.open:
+            raise _YamlRefused(
+                "an alias (*name) is used inside the anchor (&name) it refers to: "
+                "a chatbot can't contain itself.",
+                node.start_mark,
+            )
+        if key not in self.measured:
+            if depth > MAX_DEPTH:
+                raise _too_deep(node)
+            self.open.add(key)
+            self.measured[key] = self._measure(node, depth)
+            self.open.discard(key)
+        size, levels = self.measured[key]
+        if depth + levels - 1 > MAX_DEPTH:
+            raise _too_deep(node)
+        return size, levels
+
+    def _measure(self, node: Any, depth: int) -> tuple[int, int]:
+        children: list[Any] = []
+        if isinstance(node, yaml.ScalarNode):
+            _check_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            _check_tag(node, _SEQ)
+            children = list(node.value)
+        else:
+            _check_tag(node, _MAP)
+            _check_keys(node)
+            for key_node, value_node in node.value:
+                if key_node.tag != _MERGE:
+                    children.append(key_node)
+                children.append(value_node)
+        size, levels = 1, 1
+        for child in children:
+            child_size, child_levels = self.visit(child, depth + 1)
+            size += child_size
+            levels = max(levels, child_levels + 1)
+            if size > MAX_NODES:
+                raise _YamlRefused(
+                    f"this holds more than {MAX_NODES:,} values (counting every use of an "
+                    "alias, *name); a chatbot is far smaller.",
+                    node.start_mark,
+                )
+        return size, levels
+
+
+def _too_deep(node: Any) -> _YamlRefused:
+    return _YamlRefused(
+        f"nested (through aliases, *name) more than {MAX_DEPTH} levels deep; "
+        "a chatbot needs about 7.",
+        node.start_mark,
+    )
+
+
+def _check_tag(node: Any, expected: str) -> None:
+    if node.tag != expected:
+        tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+        raise _YamlRefused(
+            f"the tag {tag} is not used in a chatbot file (every value is text): remove it.",
+            node.start_mark,
+        )
+
+
+def _check_scalar(node: Any) -> None:
+    if node.tag == _MERGE:
+        # `<<` where a value goes (say: <<) is text; only as a key does it merge.
+        node.tag = _STR
+    elif node.tag == _BOOL and node.value.lower() not in yaml.SafeLoader.bool_values:
+        # An explicit `!!bool maybe` would crash the constructor with a KeyError.
+        _check_tag(node, _STR)
+    elif node.tag not in (_STR, _NULL, _BOOL):
+        _check_tag(node, _STR)
+
+
+def _check_keys(node: Any) -> None:
+    seen: dict[tuple[str, object], int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue  # SafeConstructor refuses a list or mapping as a key itself
+        key: tuple[str, object] = (key_node.tag, key_node.value)
+        if key_node.tag == _BOOL:
+            key = (_BOOL, yaml.SafeLoader.bool_values.get(key_node.value.lower()))
+        if key in seen:
+            fix = "merge them: <<: [*a, *b]" if key_node.tag == _MERGE else "keep one"
+            raise _YamlRefused(
+                f"{key_node.value!r} appears twice in this mapping "
+                f"(first on line {seen[key] + 1}): {fix}.",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
 
 
 _ChatbotLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _NOT_TEXT]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _ChatbotLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
 
@@ -155,7 +381,7 @@ def load_chatbot(path: Path | str) -> Chatbot:
     """Read and check a chatbot YAML file; every problem at once, naming step and field."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_ChatbotLoader)  # noqa: S506
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ChatbotFileError(f"{path}: no such chatbot file.") from None
     except IsADirectoryError:
@@ -164,11 +390,32 @@ def load_chatbot(path: Path | str) -> Chatbot:
         raise ChatbotFileError(f"{path}: is not UTF-8 text. Save it as UTF-8.") from None
     except OSError as exc:
         raise ChatbotFileError(f"{path}: can't be read ({exc.strerror or exc}).") from None
+    return parse_chatbot(_parse_yaml(text, path), source=str(path))
+
+
+def _parse_yaml(text: str, path: Path) -> object:
+    try:
+        return yaml.load(text, Loader=_ChatbotLoader)  # noqa: S506  (a SafeLoader)
+    except _YamlRefused as exc:
+        raise ChatbotError(f"{path}, line {exc.mark.line + 1}: {exc.problem}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = "; ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
+        lines = text.splitlines()
+        line = lines[mark.line] if mark and mark.line < len(lines) else ""
+        # An unquoted `say: {NAME} ...` is a YAML flow mapping: the usual first-day mistake.
+        hint = ' (a message with "{" must be in quotes: say: "{NAME} ...")' if "{" in line else ""
+        raise ChatbotError(f"{path}: is not valid YAML{at}: {what}{hint}") from None
     except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise ChatbotError(f"{path}: is not valid YAML{at}: {exc}") from None
-    return parse_chatbot(raw, source=str(path))
+        raise ChatbotError(f"{path}: is not valid YAML: {exc}") from None
+    except RecursionError:
+        # The depth bound should make this unreachable; a message still beats a traceback.
+        raise ChatbotError(f"{path}: is nested too deeply to be a chatbot.") from None
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        # PyYAML's constructors raise these on values their resolvers accepted (explicit tags
+        # we did not foresee); the author still gets the file named instead of a traceback.
+        raise ChatbotError(f"{path}: is not a chatbot file this tool can read ({exc}).") from None
 
 
 def parse_chatbot(raw: object, source: str = "<chatbot>") -> Chatbot:
@@ -177,7 +424,7 @@ def parse_chatbot(raw: object, source: str = "<chatbot>") -> Chatbot:
     try:
         bot = Chatbot.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{source}: {_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{source}: {_structure_problem(e)}" for e in exc.errors()]
         raise ChatbotError("\n".join(lines)) from None
     problems = [f"{source}: {p}" for p in chatbot_problems(bot)]
     if problems:
@@ -185,84 +432,213 @@ def parse_chatbot(raw: object, source: str = "<chatbot>") -> Chatbot:
     return bot.model_copy(update={"language": canonical_language(bot.language)})
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc]
-    if len(parts) >= 2 and parts[0] == "steps":
-        return f"step '{parts[1]}', field '{'.'.join(parts[2:]) or parts[1]}'"
-    return f"field '{'.'.join(parts)}'"
+_FIELDS = {
+    "chatbot": ", ".join(Chatbot.model_fields),
+    "step": ", ".join(Step.model_fields),
+    "reply": ", ".join(Reply.model_fields),
+}
+
+
+def _structure_problem(error: Any) -> str:
+    """One pydantic error as `path: problem`, in the words of a chatbot author."""
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    kind, value = error["type"], error.get("input")
+    if loc and loc[-1] == "[key]":
+        # A key YAML read as null or a boolean (`null:`, `true:`); pydantic's location shows it
+        # as an index, so name the mapping and the key instead.
+        key = json.dumps(value)  # as YAML wrote it: null, true
+        return f"{field_path(*loc[:-2])}: the key {key} must be text: put it in quotes."
+    path = field_path(*loc)
+    if kind == "extra_forbidden":
+        owner = _owner(loc[:-1])
+        return f"{path}: is not a field of a {owner} (its fields: {_FIELDS[owner]})."
+    if kind == "missing":
+        return f"{path}: missing: every {_owner(loc[:-1])} needs it."
+    if loc[-1] in ("say", "otherwise"):
+        if kind in ("string_too_short", "string_pattern_mismatch"):
+            return f"{path}: a message can't be empty or blank: it would still be sent and billed."
+        if kind == "string_type" and isinstance(value, dict):
+            return (
+                f'{path}: a message that starts with "{{" must be in quotes, or YAML reads it '
+                f'as a mapping: write {loc[-1]}: "{{NAME}} ...".'
+            )
+    return f"{path}: {error['msg']}."
+
+
+def _owner(loc: tuple[str | int, ...]) -> str:
+    """What the mapping at `loc` is: the chatbot (), a step (steps, id) or a reply (..., i)."""
+    return "chatbot" if not loc else "reply" if "replies" in loc else "step"
 
 
 def chatbot_problems(bot: Chatbot) -> list[str]:
-    """Every inconsistency in a structurally valid chatbot, as messages for its author."""
+    """Every inconsistency in a structurally valid chatbot, as `path: problem` for its author."""
     problems: list[str] = []
     try:
         canonical_language(bot.language)
     except ValueError as exc:
-        problems.append(f"field 'language': {exc}")
+        problems.append(f"language: {exc}")
     if not CHATBOT_ID.match(bot.id):
         problems.append(
-            f"field 'id': {bot.id!r} must be lowercase letters, digits, '-' or '_' "
+            f"id: {bot.id!r} must be lowercase letters, digits, '-' or '_' "
             "(it is used in commands and file names)."
         )
     declared = bot.custom_data
     seen: set[str] = set()
-    for uid in declared:
+    for i, uid in enumerate(declared):
+        where = field_path("custom_data", i)
         if uid == CONTACT_HEADER:
-            problems.append(
-                "field 'custom_data': CONTACT is the phone column; it can't be a Custom Data ID."
-            )
+            problems.append(f"{where}: CONTACT is the phone column; it can't be a Custom Data ID.")
         elif not UNIQUE_ID.match(uid):
             hint = re.sub(r"[^A-Z0-9_]", "_", uid.upper())
-            problems.append(
-                f"field 'custom_data': Unique ID {uid!r} must be UPPER_SNAKE (e.g. {hint!r})."
-            )
+            problems.append(f"{where}: Unique ID {uid!r} must be UPPER_SNAKE (e.g. {hint!r}).")
         if uid in seen:
-            problems.append(f"field 'custom_data': Unique ID {uid!r} is listed twice.")
+            problems.append(f"{where}: Unique ID {uid!r} is listed twice.")
         seen.add(uid)
 
     used: set[str] = set()
     for step_id, field, text in bot.messages():
-        for name in placeholders(text):
-            used.add(name)
-            if name not in seen:
-                problems.append(
-                    f"step '{step_id}', field '{field}': placeholder {{{name}}} is not a declared "
-                    f"Custom Data Unique ID (declared: {', '.join(declared) or 'none'})."
-                )
-    for uid in declared:
+        found, names = _placeholder_problems(text, declared)
+        used |= names
+        problems += [f"{field_path('steps', step_id, field)}: {p}" for p in found]
+    for i, uid in enumerate(declared):
         if uid not in used and uid != CONTACT_HEADER:
             problems.append(
-                f"field 'custom_data': {uid} is declared but no message uses {{{uid}}}: "
-                "remove it or use it, so contact files don't need a useless column."
+                f"{field_path('custom_data', i)}: {uid} is declared but no message uses "
+                f"{{{uid}}}: remove it or use it, so contact files don't need a useless column."
             )
 
     if bot.start not in bot.steps:
-        problems.append(f"field 'start': {bot.start!r} is not a step ({_names(bot.steps)}).")
+        problems.append(f"start: {bot.start!r} is not a step ({_names(bot.steps)}).")
     for step_id, step in bot.steps.items():
         options: set[str] = set()
         for i, option in enumerate(step.replies):
-            where = f"step '{step_id}', field 'replies[{i}]"
+            where = field_path("steps", step_id, "replies", i)
             if option.goto not in bot.steps:
                 problems.append(
-                    f"{where}.goto': {option.goto!r} is not a step ({_names(bot.steps)})."
+                    f"{where}.goto: {option.goto!r} is not a step ({_names(bot.steps)})."
                 )
-            keys = {normalize_reply(word): word for word in option.when}
+            keys: dict[str, int] = {}
+            for j, word in enumerate(option.when):
+                keys.setdefault(normalize_reply(word), j)
             if "" in keys:
-                problems.append(f"{where}.when': an empty answer can't be matched.")
-            for key in keys.keys() & options:
+                problems.append(f"{where}.when[{keys['']}]: an empty answer can't be matched.")
+            for key in sorted(keys.keys() & options, key=keys.__getitem__):
+                j = keys[key]
                 problems.append(
-                    f"{where}.when': {keys[key]!r} is already an answer of an earlier option."
+                    f"{where}.when[{j}]: {option.when[j]!r} is already an answer of an "
+                    "earlier option."
                 )
             options |= keys.keys()
         if step.otherwise is not None and step.is_final:
             problems.append(
-                f"step '{step_id}', field 'otherwise': a step without replies ends the "
+                f"{field_path('steps', step_id, 'otherwise')}: a step without replies ends the "
                 "conversation, so its 'otherwise' would never be sent."
             )
     if bot.start in bot.steps:
-        for step_id in bot.steps.keys() - _reachable(bot):
-            problems.append(f"step '{step_id}': unreachable: no 'start' or 'goto' leads to it.")
+        reachable = _reachable(bot)
+        # In definition order, so the same file always gives the same report.
+        for step_id in [s for s in bot.steps if s not in reachable]:
+            problems.append(
+                f"{field_path('steps', step_id)}: unreachable: no 'start' or 'goto' leads to it."
+            )
     return problems
+
+
+def _placeholder_problems(text: str, declared: list[str]) -> tuple[list[str], set[str]]:
+    """Problems with a message's placeholders and braces, and the Unique IDs it means to use.
+
+    A malformed placeholder whose intent is clear (`{ NAME }`) counts as a use of NAME, so the
+    author is told to fix the placeholder, not also that NAME is unused.
+    """
+    problems: list[str] = []
+    used: set[str] = set()
+    ids = ", ".join(declared) or "none"
+    for match in _BRACES.finditer(text):
+        token = match.group()
+        if token.startswith("{{") and token.endswith("}}"):
+            inner = token[2:-2].strip()
+            problems.append(f"{_quote(token)} has double braces: {_fix(inner, declared, used)}.")
+        elif token.startswith("{") and token.endswith("}") and len(token) > 1:
+            inner = token[1:-1]
+            if _NAME.fullmatch(inner):
+                used.add(inner)
+                if inner not in declared:
+                    suggestion = _suggest(inner, declared)
+                    fix = (
+                        f"write {{{suggestion}}}"
+                        if suggestion
+                        else "add it to custom_data (in UPPER_SNAKE) or correct it"
+                    )
+                    problems.append(
+                        f"placeholder {{{inner}}} is not a declared Custom Data Unique ID "
+                        f"(declared: {ids}): {fix}."
+                    )
+            elif not inner.strip():
+                problems.append(
+                    f"{_quote(token)} is an empty placeholder: write {{UNIQUE_ID}} with one of "
+                    f"custom_data ({ids}), or remove the braces."
+                )
+            elif _NAME.fullmatch(inner.strip()):
+                problems.append(
+                    f"{_quote(token)} has spaces inside the braces: "
+                    f"{_fix(inner.strip(), declared, used)}."
+                )
+            else:
+                problems.append(
+                    f"{_quote(token)} is not a placeholder: {_fix(inner, declared, used)}."
+                )
+        elif token == "{":
+            word = _NAME.match(text, match.end())
+            after = PLACEHOLDER.match(text, match.end())
+            if after:  # `{{NAME}`
+                problems.append(
+                    f"{_quote('{' + after.group())} has an extra '{{': "
+                    f"{_fix(after.group(1), declared, used)}."
+                )
+            elif word:
+                problems.append(
+                    f"{_quote('{' + word.group())} has no closing '}}': "
+                    f"{_fix(word.group(), declared, used)}."
+                )
+            else:
+                problems.append(f"a '{{' that opens no placeholder; {_BRACES_ARE_PLACEHOLDERS}.")
+        else:
+            before = re.search(r"[A-Za-z0-9_]+$", text[: match.start()])
+            word = _NAME.fullmatch(before.group()) if before else None
+            placeholder = re.search(PLACEHOLDER.pattern + "$", text[: match.start()])
+            if placeholder:  # `{NAME}}`
+                problems.append(
+                    f"{_quote(placeholder.group() + '}')} has an extra '}}': "
+                    f"{_fix(placeholder.group(1), declared, used)}."
+                )
+            elif word:
+                problems.append(
+                    f"{_quote(word.group() + '}')} has no opening '{{': "
+                    f"{_fix(word.group(), declared, used)}."
+                )
+            else:
+                problems.append(f"a '}}' that closes no placeholder; {_BRACES_ARE_PLACEHOLDERS}.")
+    return problems, used
+
+
+def _suggest(word: str, declared: list[str]) -> str | None:
+    """The declared Unique ID `word` was meant as (`name`, `Due date` → NAME, DUE_DATE), if any."""
+    guess = re.sub(r"[^A-Za-z0-9]+", "_", word).strip("_").upper()
+    return guess if guess in declared else None
+
+
+def _fix(word: str, declared: list[str], used: set[str]) -> str:
+    suggestion = _suggest(word, declared)
+    if suggestion:
+        used.add(suggestion)
+        return f"write {{{suggestion}}}"
+    ids = ", ".join(declared) or "none declared"
+    return f"write {{UNIQUE_ID}} with one of custom_data ({ids}); {_BRACES_ARE_PLACEHOLDERS}"
+
+
+def _quote(token: str) -> str:
+    # A runaway `{` can swallow a whole paragraph; the start is enough to find it.
+    return repr(token if len(token) <= 40 else token[:37] + "...")
 
 
 def canonical_language(tag: str) -> str:

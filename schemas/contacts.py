@@ -1,13 +1,19 @@
-"""The contact-file rules as a pandera schema, built from a chatbot's Custom Data Unique IDs.
+"""Every contact-file rule, by the name reports use, built from a chatbot's Custom Data Unique IDs.
 
-The expensive facts (is this phone valid, where did it first appear, how long is the longest
-rendered message) are computed once, vectorised, by `tasks.validation` into `_`-prefixed columns;
-the schema states the rules over them, so every rule of the product FAQ has one named check here.
+The rules about the file's shape (`header`, `extra_value`, `no_contacts`) are plain functions
+over the headers and cells as read; the rules about each contact (`blank`, `phone_format`,
+`phone_invalid`, `duplicate_phone`, `message_too_long`) are named checks of a pandera schema.
+The expensive facts those checks read (is this phone valid and if not why, where did it first
+appear, how long is the longest rendered message) are computed once, vectorised, by
+`tasks.validation` into `_`-prefixed columns; the schema states the rules over them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import difflib
+import re
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -17,7 +23,7 @@ if TYPE_CHECKING:
     import pandera.polars as pa
     from pandera.api.polars.types import PolarsData
 
-PHONE_OK = "_phone_ok"  # valid E.164 for its country, or blank (blank is its own rule)
+PHONE_RULE = "_phone_rule"  # null, "phone_format" or "phone_invalid": the number's problem
 FIRST_ROW = "_first_row"  # spreadsheet row where this phone first appears
 LONGEST = "_longest"  # characters of the contact's longest rendered message
 ROW = "row"
@@ -35,14 +41,170 @@ RULES: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class ContactIssue:
+    """One failure, located as the user sees the spreadsheet (header = row 1, columns A, B, ...)."""
+
+    row: int
+    column: str | None
+    column_letter: str | None
+    value: str | None
+    rule: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def column_letter(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA: the spreadsheet's own column names."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+# --- the file's shape --------------------------------------------------------------------------
+
+
+def check_headers(
+    headers: list[str], custom_data: list[str], data: pl.DataFrame
+) -> tuple[dict[str, int], list[ContactIssue]]:
+    """Rule `header`: row 1 is CONTACT, then one column per Unique ID, in any order.
+
+    Returns which file column holds CONTACT and each Unique ID, and every header problem with
+    its fix.
+    """
+    expected = [CONTACT_HEADER, *custom_data]
+    positions: dict[str, int] = {}
+    issues: list[ContactIssue] = []
+
+    def issue(i: int | None, header: str | None, message: str) -> None:
+        letter = column_letter(i) if i is not None else None
+        issues.append(ContactIssue(1, header, letter, header, "header", message))
+
+    for i, header in enumerate(headers):
+        letter = column_letter(i)
+        if header in expected:
+            if header in positions:
+                first = column_letter(positions[header])
+                issue(
+                    i,
+                    header,
+                    f"Header {header} appears twice (columns {first} and {letter}): "
+                    "keep one column.",
+                )
+            else:
+                positions[header] = i
+            continue
+        if not header.strip():
+            if data[f"c{i}"].drop_nulls().len() == 0 and i > 0:
+                continue  # an empty trailing column some spreadsheets keep: harmless
+            issue(
+                i,
+                header,
+                f"Column {letter} has no header: write one of "
+                f"{', '.join(expected)} in row 1, or delete the column.",
+            )
+            continue
+        guess = _near_miss(header, expected)
+        if guess:
+            message = (
+                f"Header {header!r} in column {letter} is not exactly {guess}: "
+                f"did you mean {guess}?"
+            )
+        else:
+            message = (
+                f"Unknown header {header!r} in column {letter}: the chatbot's columns are "
+                f"{', '.join(expected)}."
+            )
+        issue(i, header, message)
+
+    if headers and headers[0] != CONTACT_HEADER and CONTACT_HEADER in positions:
+        issue(
+            positions[CONTACT_HEADER],
+            CONTACT_HEADER,
+            f"CONTACT must be the first column (column A); it is in column "
+            f"{column_letter(positions[CONTACT_HEADER])}.",
+        )
+    present_guesses = {_near_miss(h, expected) for h in headers if h not in expected and h.strip()}
+    for name in expected:
+        if name not in positions and name not in present_guesses:
+            what = "the phone numbers" if name == CONTACT_HEADER else f"the chatbot's {{{name}}}"
+            issue(None, name, f"Missing column {name}: add a column headed {name} with {what}.")
+    return positions, issues
+
+
+def check_header_row(expected: list[str], first_value_row: int | None) -> ContactIssue:
+    """Rule `header`, for a file whose row 1 is empty: one finding, not one per value."""
+    names = ", ".join(expected)
+    if first_value_row is not None:
+        message = (
+            f"Row 1 is empty, but the headers ({names}) must be on row 1: the first values "
+            f"are on row {first_value_row}. Delete the rows above the headers."
+        )
+    else:
+        message = f"The file is empty: row 1 must hold the headers ({names})."
+    return ContactIssue(1, None, None, None, "header", message)
+
+
+def _near_miss(header: str, expected: list[str]) -> str | None:
+    folded = re.sub(r"[\s\-]+", "_", header.strip()).upper()
+    for name in expected:
+        if folded == name:
+            return name
+    close = difflib.get_close_matches(folded, expected, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def check_extra_values(extra_cells: list[tuple[int, int, str]]) -> list[ContactIssue]:
+    """Rule `extra_value`: no value in a column without a header."""
+    return [
+        ContactIssue(
+            row,
+            None,
+            column_letter(col - 1),
+            value,
+            "extra_value",
+            f"Value in column {column_letter(col - 1)}, which has no header: "
+            "add the header or delete the value.",
+        )
+        for row, col, value in extra_cells
+    ]
+
+
+def check_has_contacts(contact_rows: int) -> list[ContactIssue]:
+    """Rule `no_contacts`: at least one contact below the headers."""
+    if contact_rows:
+        return []
+    return [
+        ContactIssue(
+            2,
+            None,
+            None,
+            None,
+            "no_contacts",
+            "The file has no contacts: add one row per contact below the headers.",
+        )
+    ]
+
+
+# --- each contact: the pandera schema ----------------------------------------------------------
+
+
 def _not_blank(data: PolarsData) -> pl.LazyFrame:
     return data.lazyframe.select(
         pl.col(data.key).str.strip_chars().str.len_chars().fill_null(0) > 0
     )
 
 
-def _phone_valid(data: PolarsData) -> pl.LazyFrame:
-    return data.lazyframe.select(pl.col(PHONE_OK))
+def _phone_rule_is_not(rule: str) -> Any:
+    def check(data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col(PHONE_RULE).fill_null("") != rule)
+
+    return check
 
 
 def _first_occurrence(data: PolarsData) -> pl.LazyFrame:
@@ -63,7 +225,8 @@ def contact_schema(columns: list[str], max_chars: int | None) -> pa.DataFrameSch
         checks = [blank]
         if name == CONTACT_HEADER:
             checks += [
-                pa.Check(_phone_valid, name="phone"),
+                pa.Check(_phone_rule_is_not("phone_format"), name="phone_format"),
+                pa.Check(_phone_rule_is_not("phone_invalid"), name="phone_invalid"),
                 pa.Check(_first_occurrence, name="duplicate_phone"),
             ]
         # Nulls are allowed by the type so that an empty cell is reported by the `blank` rule,

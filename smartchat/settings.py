@@ -1,38 +1,136 @@
-"""Configuration: one object, read from the environment (`SMARTCHAT_*`) on first use."""
+"""Configuration: one typed object, read from the environment (`SMARTCHAT_*`) at an entry point.
+
+Entry points (a CLI command, a flow, a server start) call `load_settings()` once and pass what
+each function needs down to it: no library module reads the environment, so a test builds the
+object it wants instead of patching variables and clearing caches.
+
+The variables keep the flat names people type (`SMARTCHAT_DB`, `SMARTCHAT_AUTH_TOKEN`); the
+object groups them by the part that uses them (store, validation, sending, gateway). A bad value
+is refused when the settings are loaded, naming the variable and what it accepts.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from smartchat.errors import SettingsError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-class Settings(BaseSettings):
+class StoreSettings(BaseModel):
+    """Where the DuckDB store is, and how long to wait for another process holding it."""
+
+    model_config = _FROZEN
+
+    path: Path = Path("data/smartchat.duckdb")
+    lock_timeout: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
+
+    def at(self, path: Path | str | None) -> StoreSettings:
+        """The same settings for another file (`--db PATH`); None keeps this one."""
+        return self if path is None else self.model_copy(update={"path": Path(path)})
+
+
+class ValidationSettings(BaseModel):
+    model_config = _FROZEN
+
+    max_message_chars: int = Field(default=1600, ge=1, le=1600)
+    report_sample: int = Field(default=20, ge=1, le=1_000_000)
+
+
+class SendingSettings(BaseModel):
+    model_config = _FROZEN
+
+    default_rate: float = Field(default=10.0, gt=0, le=100_000, allow_inf_nan=False)
+
+
+class GatewaySettings(BaseModel):
+    """The Twilio-compatible aggregator: the local sandbox unless these point at a real account."""
+
+    model_config = _FROZEN
+
+    url: str = "http://127.0.0.1:8765"
+    account_sid: str = "AC00000000000000000000000000000000"
+    # SecretStr prints as '**********': the token never reaches a log, an artifact or --json.
+    auth_token: SecretStr = SecretStr("sandbox-auth-token")
+    sender: str = "+15005550006"
+    public_url: str = "http://127.0.0.1:8080"
+    timeout: float = Field(default=10.0, gt=0, le=300, allow_inf_nan=False)
+
+
+class Settings(BaseModel):
     """Every knob of the pipeline, with the embedded defaults that make `smartchat` work offline."""
 
-    model_config = SettingsConfigDict(env_prefix="SMARTCHAT_", extra="ignore")
+    model_config = _FROZEN
 
-    db: Path = Field(
-        default=Path("data/smartchat.duckdb"),
-        description="DuckDB file holding chatbots, campaigns, messages and replies.",
-    )
-    store_lock_timeout: float = Field(
-        default=10.0,
-        description="Seconds to wait for another smartchat process to release the DuckDB file.",
-    )
-    max_message_chars: int = Field(
-        default=1600, description="Longest rendered message a contact may receive."
-    )
-    default_send_rate: float = Field(
-        default=10.0, description="Messages per second a campaign sends at unless --rate says."
-    )
-    report_sample: int = Field(
-        default=20, description="Errors shown per rule in the terminal report (--json has all)."
-    )
+    store: StoreSettings = StoreSettings()
+    validation: ValidationSettings = ValidationSettings()
+    sending: SendingSettings = SendingSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+# variable → (section, field, what it accepts: said back to the user when a value is refused)
+VARIABLES: dict[str, tuple[str, str, str]] = {
+    "SMARTCHAT_DB": ("store", "path", "the path of the DuckDB file"),
+    "SMARTCHAT_STORE_LOCK_TIMEOUT": (
+        "store",
+        "lock_timeout",
+        "seconds to wait for another process holding the store: a number above 0, at most 3600",
+    ),
+    "SMARTCHAT_MAX_MESSAGE_CHARS": (
+        "validation",
+        "max_message_chars",
+        "the longest message in characters: a whole number from 1 to 1600 (SMS's limit)",
+    ),
+    "SMARTCHAT_REPORT_SAMPLE": (
+        "validation",
+        "report_sample",
+        "errors shown per rule in the terminal: a whole number of at least 1",
+    ),
+    "SMARTCHAT_DEFAULT_SEND_RATE": (
+        "sending",
+        "default_rate",
+        "messages per second: a number above 0, at most 100000",
+    ),
+    "SMARTCHAT_GATEWAY_URL": ("gateway", "url", "the aggregator's base URL"),
+    "SMARTCHAT_ACCOUNT_SID": ("gateway", "account_sid", "the aggregator's account SID"),
+    "SMARTCHAT_AUTH_TOKEN": ("gateway", "auth_token", "the aggregator's auth token"),
+    "SMARTCHAT_SENDER": ("gateway", "sender", "a phone number or a messaging service SID"),
+    "SMARTCHAT_PUBLIC_URL": ("gateway", "public_url", "where the aggregator reaches our webhooks"),
+    "SMARTCHAT_GATEWAY_TIMEOUT": (
+        "gateway",
+        "timeout",
+        "seconds to wait for the aggregator: a number above 0, at most 300",
+    ),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from `environ` (default: the process environment); SettingsError if bad."""
+    environ = os.environ if environ is None else environ
+    sections: dict[str, dict[str, str]] = {}
+    for variable, (section, field, _) in VARIABLES.items():
+        if variable in environ:
+            sections.setdefault(section, {})[field] = environ[variable]
+    try:
+        return Settings.model_validate(sections)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, environ)) from None
+
+
+def _explain(exc: ValidationError, environ: Mapping[str, str]) -> str:
+    by_location = {(s, f): v for v, (s, f, _) in VARIABLES.items()}
+    problems = []
+    for error in exc.errors():
+        location = tuple(str(part) for part in error["loc"][:2])
+        variable = by_location.get((location[0], location[1])) if len(location) == 2 else None
+        if variable is None:  # not one of ours: pydantic's words are the best we have
+            problems.append(str(error["msg"]))
+            continue
+        shown = "(hidden)" if variable == "SMARTCHAT_AUTH_TOKEN" else repr(environ[variable])
+        problems.append(f"{variable}={shown} is not valid: it is {VARIABLES[variable][2]}.")
+    return " ".join(problems) + " Fix or unset the variable and run the command again."

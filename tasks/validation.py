@@ -7,7 +7,6 @@ words → on success, the campaign-ready contacts and the summary (countries, se
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,32 +16,37 @@ import pandera.polars as pa
 import polars as pl
 
 from schemas.chatbot import CONTACT_HEADER, Chatbot, placeholders
-from schemas.contacts import FIRST_ROW, LONGEST, PHONE_OK, ROW, RULES, contact_schema
-from smartchat.settings import get_settings
+from schemas.contacts import (
+    FIRST_ROW,
+    LONGEST,
+    PHONE_RULE,
+    ROW,
+    RULES,
+    ContactIssue,
+    check_extra_values,
+    check_has_contacts,
+    check_header_row,
+    check_headers,
+    column_letter,
+    contact_schema,
+)
 from tasks import sms
 from tasks.countries import country_for_calling_code, country_for_region
 from tasks.ingest import ContactSheet, read_contacts
-from tasks.phones import check_phones, explain_phone
+from tasks.phones import RULE_FORMAT, check_phones, explain_phone
+
+__all__ = [
+    "ContactIssue",
+    "ValidationReport",
+    "check_contact_file",
+    "column_letter",
+    "validate_sheet",
+]
 
 # Explaining a rejected number costs a phonenumbers parse (~20 µs); past this many distinct
 # rejected values (a whole file typed without +, say) the rest get the rule's general message.
 EXPLAIN_LIMIT = 20_000
 SCIENTIFIC = re.compile(r"^[0-9](?:[.,][0-9]+)?[eE]\+?[0-9]+$")
-
-
-@dataclass(frozen=True)
-class ContactIssue:
-    """One failure, located as the user sees the spreadsheet (header = row 1, columns A, B, ...)."""
-
-    row: int
-    column: str | None
-    column_letter: str | None
-    value: str | None
-    rule: str
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -98,52 +102,37 @@ class ValidationReport:
         }
 
 
-def validate_contacts(contacts_path: Path | str, chatbot: Chatbot) -> ValidationReport:
+def check_contact_file(
+    contacts_path: Path | str, chatbot: Chatbot, *, max_message_chars: int
+) -> ValidationReport:
     """Read and check a contact file; raises ContactFileError only when it can't be read at all."""
     sheet = read_contacts(contacts_path)
-    return validate_sheet(sheet, chatbot)
+    return validate_sheet(sheet, chatbot, max_message_chars=max_message_chars)
 
 
-def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
-    settings = get_settings()
+def validate_sheet(
+    sheet: ContactSheet, chatbot: Chatbot, *, max_message_chars: int
+) -> ValidationReport:
+    """Every rule of schemas.contacts over a file as read; the contacts too when it is valid."""
     if not sheet.headers:
         return _headerless(sheet, chatbot)
-    positions, issues = map_headers(sheet.headers, chatbot.custom_data, sheet.data)
-    issues += [
-        ContactIssue(
-            row,
-            None,
-            column_letter(col - 1),
-            value,
-            "extra_value",
-            f"Value in column {column_letter(col - 1)}, which has no header: "
-            "add the header or delete the value.",
-        )
-        for row, col, value in sheet.extra_cells
-    ]
+    positions, issues = check_headers(sheet.headers, chatbot.custom_data, sheet.data)
+    issues += check_extra_values(sheet.extra_cells)
     frame = sheet.data.select(
         pl.col(ROW), *[pl.col(f"c{i}").alias(name) for name, i in positions.items()]
     )
-    if frame.height == 0:
-        issues.append(
-            ContactIssue(
-                2,
-                None,
-                None,
-                None,
-                "no_contacts",
-                "The file has no contacts: add one row per contact below the headers.",
-            )
-        )
+    issues += check_has_contacts(frame.height)
     columns = [name for name in positions]
     complete = all(uid in positions for uid in chatbot.custom_data)
-    frame = _derive_facts(frame, chatbot, positions, complete)
+    frame, phone_messages = _derive_facts(frame, sheet, chatbot, positions, complete)
 
-    schema = contact_schema(columns, settings.max_message_chars if complete else None)
+    schema = contact_schema(columns, max_message_chars if complete else None)
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        issues += _translate_failures(exc.failure_cases, frame, sheet, positions, chatbot)
+        issues += _translate_failures(
+            exc.failure_cases, frame, positions, chatbot, phone_messages, max_message_chars
+        )
 
     issues.sort(key=lambda e: (list(RULES).index(e.rule), e.row, e.column_letter or ""))
     valid = not issues
@@ -169,21 +158,10 @@ def validate_sheet(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
     return report
 
 
-# --- headers -----------------------------------------------------------------------------------
-
-
 def _headerless(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
     """Row 1 is empty: one clear error rather than every value flagged as outside the headers."""
-    expected = ", ".join([CONTACT_HEADER, *chatbot.custom_data])
-    if sheet.extra_cells:
-        first = min(row for row, _, _ in sheet.extra_cells)
-        message = (
-            f"Row 1 is empty, but the headers ({expected}) must be on row 1: the first values "
-            f"are on row {first}. Delete the rows above the headers."
-        )
-    else:
-        message = f"The file is empty: row 1 must hold the headers ({expected})."
-    issue = ContactIssue(1, None, None, None, "header", message)
+    first = min((row for row, _, _ in sheet.extra_cells), default=None)
+    issue = check_header_row([CONTACT_HEADER, *chatbot.custom_data], first)
     return ValidationReport(
         source=str(sheet.path),
         chatbot_id=chatbot.id,
@@ -195,95 +173,18 @@ def _headerless(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
     )
 
 
-def map_headers(
-    headers: list[str], custom_data: list[str], data: pl.DataFrame
-) -> tuple[dict[str, int], list[ContactIssue]]:
-    """Which file column holds CONTACT and each Unique ID; every header problem, with a fix."""
-    expected = [CONTACT_HEADER, *custom_data]
-    positions: dict[str, int] = {}
-    issues: list[ContactIssue] = []
-
-    def issue(i: int | None, header: str | None, message: str) -> None:
-        letter = column_letter(i) if i is not None else None
-        issues.append(ContactIssue(1, header, letter, header, "header", message))
-
-    for i, header in enumerate(headers):
-        letter = column_letter(i)
-        if header in expected:
-            if header in positions:
-                first = column_letter(positions[header])
-                issue(
-                    i,
-                    header,
-                    f"Header {header} appears twice (columns {first} and {letter}): "
-                    "keep one column.",
-                )
-            else:
-                positions[header] = i
-            continue
-        if not header.strip():
-            if data[f"c{i}"].drop_nulls().len() == 0 and i > 0:
-                continue  # an empty trailing column some spreadsheets keep: harmless
-            issue(
-                i,
-                header,
-                f"Column {letter} has no header: write one of "
-                f"{', '.join(expected)} in row 1, or delete the column.",
-            )
-            continue
-        guess = _near_miss(header, expected)
-        if guess:
-            message = (
-                f"Header {header!r} in column {letter} is not exactly {guess}: "
-                f"did you mean {guess}?"
-            )
-        else:
-            message = (
-                f"Unknown header {header!r} in column {letter}: the chatbot's columns are "
-                f"{', '.join(expected)}."
-            )
-        issue(i, header, message)
-
-    if headers and headers[0] != CONTACT_HEADER and CONTACT_HEADER in positions:
-        issue(
-            positions[CONTACT_HEADER],
-            CONTACT_HEADER,
-            f"CONTACT must be the first column (column A); it is in column "
-            f"{column_letter(positions[CONTACT_HEADER])}.",
-        )
-    present_guesses = {_near_miss(h, expected) for h in headers if h not in expected and h.strip()}
-    for name in expected:
-        if name not in positions and name not in present_guesses:
-            what = "the phone numbers" if name == CONTACT_HEADER else f"the chatbot's {{{name}}}"
-            issue(None, name, f"Missing column {name}: add a column headed {name} with {what}.")
-    return positions, issues
-
-
-def _near_miss(header: str, expected: list[str]) -> str | None:
-    folded = re.sub(r"[\s\-]+", "_", header.strip()).upper()
-    for name in expected:
-        if folded == name:
-            return name
-    close = difflib.get_close_matches(folded, expected, n=1, cutoff=0.75)
-    return close[0] if close else None
-
-
-def column_letter(index: int) -> str:
-    """0 → A, 25 → Z, 26 → AA: the spreadsheet's own column names."""
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 # --- derived facts -----------------------------------------------------------------------------
 
 
 def _derive_facts(
-    frame: pl.DataFrame, chatbot: Chatbot, positions: dict[str, int], complete: bool
-) -> pl.DataFrame:
+    frame: pl.DataFrame,
+    sheet: ContactSheet,
+    chatbot: Chatbot,
+    positions: dict[str, int],
+    complete: bool,
+) -> tuple[pl.DataFrame, dict[int, str]]:
+    """The columns the schema's checks read; and, by row, why each rejected phone is wrong."""
+    messages: dict[int, str] = {}
     if CONTACT_HEADER in positions:
         not_blank = pl.col(CONTACT_HEADER).str.strip_chars().str.len_chars().fill_null(0) > 0
         checked = check_phones(frame[CONTACT_HEADER])
@@ -291,7 +192,14 @@ def _derive_facts(
             checked["valid"].alias("_valid"),
             checked["region"].alias("_region"),
             checked["calling_code"].alias("_calling_code"),
-        ).with_columns((pl.col("_valid") | ~not_blank).alias(PHONE_OK))
+        )
+        rejected = frame.filter(~pl.col("_valid") & not_blank).select(ROW, CONTACT_HEADER)
+        rules, messages = _explain_phones(rejected, sheet)
+        frame = (
+            frame.join(rules, on=ROW, how="left")
+            if rules.height
+            else frame.with_columns(pl.lit(None, pl.String).alias(PHONE_RULE))
+        )
         frame = frame.with_columns(_first_rows(frame, not_blank))
     if complete and frame.height:
         templates = [text for _, _, text in chatbot.messages()]
@@ -300,7 +208,44 @@ def _derive_facts(
         )
     elif complete:
         frame = frame.with_columns(pl.lit(0).alias(LONGEST))
-    return frame
+    return frame, messages
+
+
+def _explain_phones(
+    rejected: pl.DataFrame, sheet: ContactSheet
+) -> tuple[pl.DataFrame, dict[int, str]]:
+    """Rule (`phone_format` or `phone_invalid`) and message for each rejected number's row.
+
+    phonenumbers explains each distinct (value, typed as a number cell) once.
+    """
+    explained: dict[tuple[str, bool], tuple[str, str]] = {}
+    rows: list[int] = []
+    rules: list[str] = []
+    messages: dict[int, str] = {}
+    for row, value in rejected.iter_rows():
+        kind = sheet.number_cells.get(row)
+        key = (value, kind is not None)
+        if key not in explained:
+            if len(explained) < EXPLAIN_LIMIT:
+                problem = explain_phone(
+                    value,
+                    number_cell=kind is not None,
+                    scientific=kind == "scientific" or bool(SCIENTIFIC.match(value.strip())),
+                )
+                explained[key] = (problem.rule, problem.message)
+            else:
+                explained[key] = (
+                    RULE_FORMAT,
+                    "Not a valid phone number in E.164 form: write +, the country code and "
+                    "the number, with no spaces (e.g. +525500001111).",
+                )
+        rule, messages[row] = explained[key]
+        rows.append(row)
+        rules.append(rule)
+    frame = pl.DataFrame(
+        {ROW: rows, PHONE_RULE: rules}, schema={ROW: rejected.schema[ROW], PHONE_RULE: pl.String}
+    )
+    return frame, messages
 
 
 def _first_rows(frame: pl.DataFrame, not_blank: pl.Expr) -> pl.Series:
@@ -329,9 +274,10 @@ def _first_rows(frame: pl.DataFrame, not_blank: pl.Expr) -> pl.Series:
 def _translate_failures(
     failures: pl.DataFrame,
     frame: pl.DataFrame,
-    sheet: ContactSheet,
     positions: dict[str, int],
     chatbot: Chatbot,
+    phone_messages: dict[int, str],
+    max_message_chars: int,
 ) -> list[ContactIssue]:
     failures = failures.filter(pl.col("index").is_not_null()).join(
         frame.with_row_index("index").select(
@@ -345,12 +291,12 @@ def _translate_failures(
         name = check[0]
         if name == "blank":
             issues += _blank_issues(group, positions)
-        elif name == "phone":
-            issues += _phone_issues(group, sheet, positions)
+        elif name in ("phone_format", "phone_invalid"):
+            issues += _phone_issues(group, name, positions, phone_messages)
         elif name == "duplicate_phone":
             issues += _duplicate_issues(group, positions)
         elif name == "message_too_long":
-            issues += _length_issues(group, frame, positions, chatbot)
+            issues += _length_issues(group, frame, positions, chatbot, max_message_chars)
     return issues
 
 
@@ -378,31 +324,13 @@ def _blank_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[Contac
 
 
 def _phone_issues(
-    group: pl.DataFrame, sheet: ContactSheet, positions: dict[str, int]
+    group: pl.DataFrame, rule: str, positions: dict[str, int], messages: dict[int, str]
 ) -> list[ContactIssue]:
     letter = column_letter(positions[CONTACT_HEADER])
-    explained: dict[tuple[str, bool], tuple[str, str]] = {}
-    issues = []
-    for row, value in group.select(ROW, "failure_case").iter_rows():
-        kind = sheet.number_cells.get(row)
-        key = (value, kind is not None)
-        if key not in explained:
-            if len(explained) < EXPLAIN_LIMIT:
-                problem = explain_phone(
-                    value,
-                    number_cell=kind is not None,
-                    scientific=kind == "scientific" or bool(SCIENTIFIC.match(value.strip())),
-                )
-                explained[key] = (problem.rule, problem.message)
-            else:
-                explained[key] = (
-                    "phone_format",
-                    "Not a valid phone number in E.164 form: write +, the country code and "
-                    "the number, with no spaces (e.g. +525500001111).",
-                )
-        rule, message = explained[key]
-        issues.append(ContactIssue(row, CONTACT_HEADER, letter, value, rule, message))
-    return issues
+    return [
+        ContactIssue(row, CONTACT_HEADER, letter, value, rule, messages[row])
+        for row, value in group.select(ROW, "failure_case").iter_rows()
+    ]
 
 
 def _duplicate_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[ContactIssue]:
@@ -422,10 +350,13 @@ def _duplicate_issues(group: pl.DataFrame, positions: dict[str, int]) -> list[Co
 
 
 def _length_issues(
-    group: pl.DataFrame, frame: pl.DataFrame, positions: dict[str, int], chatbot: Chatbot
+    group: pl.DataFrame,
+    frame: pl.DataFrame,
+    positions: dict[str, int],
+    chatbot: Chatbot,
+    limit: int,
 ) -> list[ContactIssue]:
     """One issue per contact: every over-long message named, the longest value blamed."""
-    limit = get_settings().max_message_chars
     rows = frame.join(group.select(ROW), on=ROW, how="semi")
     issues = []
     for record in rows.iter_rows(named=True):

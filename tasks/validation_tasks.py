@@ -1,7 +1,8 @@
 """Prefect tasks for contact validation: thin wrappers over `tasks.validation`.
 
-Tasks take small parameters (paths, ids) and open files themselves: a DataFrame (a report holds
-one) is never a task input, so the artifact is published inside the task that made the report.
+Tasks take small parameters (paths, ids, numbers) and open files themselves: a DataFrame (a
+report holds one) is never a task input, so the artifact is published inside the task that made
+the report.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.chatbot import load_chatbot
 from schemas.contacts import RULES
-from tasks.validation import ValidationReport, validate_contacts
+from tasks.validation import ValidationReport, check_contact_file
 
 # The Prefect UI renders every row of a table artifact; past this the full list is in --json.
 ARTIFACT_ROWS = 1_000
@@ -20,11 +21,16 @@ ARTIFACT_ROWS = 1_000
 
 # A contact file can change between runs under the same path: never serve a cached verdict.
 @task(name="validate-contact-file", cache_policy=NO_CACHE)
-def validate_contact_file(
-    contacts_path: str, chatbot_path: str, artifact_key: str = "contact-validation"
+def validate_contact_file_task(
+    contacts_path: str,
+    chatbot_path: str,
+    max_message_chars: int,
+    artifact_key: str = "contact-validation",
 ) -> ValidationReport:
     """Validate, and publish the result as a table artifact for the Prefect UI."""
-    report = validate_contacts(contacts_path, load_chatbot(chatbot_path))
+    report = check_contact_file(
+        contacts_path, load_chatbot(chatbot_path), max_message_chars=max_message_chars
+    )
     publish_validation_report(report, key=artifact_key)
     return report
 

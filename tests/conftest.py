@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from smartchat.settings import StoreSettings
+
 
 @pytest.fixture(scope="session")
 def prefect_harness():
@@ -47,11 +49,16 @@ def write_contacts(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
+def at(path: Path | str) -> StoreSettings:
+    """The store settings for a test's DuckDB file (the lock timeout as shipped)."""
+    return StoreSettings(path=Path(path))
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """A store file with the sample chatbot registered (version 1)."""
     from tasks.campaigns import register_chatbot
 
     path = tmp_path / "store" / "smartchat.duckdb"
-    register_chatbot(CHATBOT_YAML, path)
+    register_chatbot(at(path), CHATBOT_YAML)
     return path

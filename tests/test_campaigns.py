@@ -15,25 +15,51 @@ import duckdb
 import polars as pl
 import pytest
 
+from schemas.campaigns import CampaignStatus
 from smartchat.errors import (
+    CampaignAlreadyReplaced,
+    CampaignFrozen,
     CampaignStateError,
+    ChatbotLanguageFrozen,
     ContactValidationError,
+    InvalidSendRate,
     NotFoundError,
+    OutputFileError,
     QueryError,
-    UsageError,
+    SettingsError,
 )
-from tasks import campaigns
-from tasks.campaigns import CampaignStatus
+from smartchat.settings import load_settings
+from tasks import campaigns, queries
 from tasks.store import open_store
-from tests.conftest import CHATBOT_YAML, ROOT, contact_rows, write_contacts
+from tests.conftest import CHATBOT_YAML, ROOT, at, contact_rows, write_contacts
+
+LIMIT = 1600  # SMARTCHAT_MAX_MESSAGE_CHARS as shipped
 
 INJECTION = "'); DROP TABLE campaigns; --"
 # The installed console script: an analyst's process, start-up included.
 SMARTCHAT = shutil.which("smartchat", path=str(Path(sys.executable).parent)) or "smartchat"
 
 
+def launch(
+    db: Path, contacts: Path, *, chatbot: str = "payment-reminder", dry_run: bool = False, **plan
+) -> campaigns.LaunchResult:
+    """`smartchat launch` as the library takes it: `plan` holds name, rate, send, separate."""
+    return campaigns.launch(
+        at(db),
+        chatbot,
+        contacts,
+        plan=campaigns.LaunchPlan(**plan),
+        max_message_chars=LIMIT,
+        dry_run=dry_run,
+    )
+
+
+def relaunch(db: Path, campaign_id: str, contacts: Path, **options) -> campaigns.LaunchResult:
+    return campaigns.relaunch(at(db), campaign_id, contacts, max_message_chars=LIMIT, **options)
+
+
 def rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    with open_store(db, read_only=True) as conn:
+    with open_store(at(db), read_only=True) as conn:
         return conn.execute(sql, list(params)).fetchall()
 
 
@@ -50,17 +76,20 @@ def edited_chatbot(tmp_path: Path, old: str, new: str) -> Path:
 
 
 def test_same_content_is_the_same_version_and_an_edit_is_a_new_one(db: Path, tmp_path: Path):
-    again = campaigns.register_chatbot(CHATBOT_YAML, db)
+    again = campaigns.register_chatbot(at(db), CHATBOT_YAML)
     assert (again.chatbot.version, again.created) == (1, False)
     renamed = edited_chatbot(tmp_path, "name: Payment reminder", "name: Recordatorio")
-    edited = campaigns.register_chatbot(renamed, db)
+    edited = campaigns.register_chatbot(at(db), renamed)
     assert (edited.chatbot.version, edited.created) == (2, True)
-    assert [(b.version, n) for b, n in campaigns.list_chatbots(db)] == [(1, 0), (2, 0)]
+    assert [(u.chatbot.version, u.campaigns) for u in campaigns.list_chatbots(at(db))] == [
+        (1, 0),
+        (2, 0),
+    ]
 
 
 def test_a_chatbots_language_cant_change(db: Path, tmp_path: Path):
-    with pytest.raises(CampaignStateError) as err:
-        campaigns.register_chatbot(edited_chatbot(tmp_path, "language: es", "language: en"), db)
+    with pytest.raises(ChatbotLanguageFrozen) as err:
+        campaigns.register_chatbot(at(db), edited_chatbot(tmp_path, "language: es", "language: en"))
     assert "A chatbot's language can't change; create a new chatbot instead" in str(err.value)
     assert rows(db, "SELECT count(*) FROM chatbots") == [(1,)]
 
@@ -68,7 +97,7 @@ def test_a_chatbots_language_cant_change(db: Path, tmp_path: Path):
 def test_launching_an_unknown_chatbot_names_the_known_ones(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
     with pytest.raises(NotFoundError, match="registered: payment-reminder"):
-        campaigns.launch("nope", contacts, db=db)
+        launch(db, contacts, chatbot="nope")
 
 
 # --- launch ------------------------------------------------------------------------------------
@@ -76,7 +105,7 @@ def test_launching_an_unknown_chatbot_names_the_known_ones(db: Path, tmp_path: P
 
 def test_launch_stores_the_validated_contacts_and_the_files_hash(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "contacts.tsv", contact_rows(12))
-    result = campaigns.launch("payment-reminder", contacts, rate=5, db=db)
+    result = launch(db, contacts, rate=5)
     campaign = result.campaign
     assert campaign is not None and campaign.status == CampaignStatus.LAUNCHED
     assert campaign.id.startswith("c-") and len(campaign.id) == len("c-20261125-7f3a")
@@ -98,7 +127,7 @@ def test_launch_stores_the_validated_contacts_and_the_files_hash(db: Path, tmp_p
 def test_a_dry_run_writes_nothing(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(5))
     before = db.read_bytes()
-    result = campaigns.launch("payment-reminder", contacts, dry_run=True, db=db)
+    result = launch(db, contacts, dry_run=True)
     assert result.campaign is None and result.report.contact_count == 5
     assert db.read_bytes() == before
 
@@ -108,7 +137,7 @@ def test_an_invalid_file_writes_nothing(db: Path, tmp_path: Path):
     bad[1][1] = " "  # a blank NAME
     contacts = write_contacts(tmp_path / "c.tsv", bad)
     with pytest.raises(ContactValidationError) as err:
-        campaigns.launch("payment-reminder", contacts, db=db)
+        launch(db, contacts)
     assert err.value.report.errors[0].rule == "blank"
     assert rows(db, "SELECT count(*) FROM campaigns") == [(0,)]
     assert rows(db, "SELECT count(*) FROM campaign_contacts") == [(0,)]
@@ -116,63 +145,67 @@ def test_an_invalid_file_writes_nothing(db: Path, tmp_path: Path):
 
 def test_a_phone_is_once_per_campaign_but_in_any_number_of_campaigns(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(4))
-    first = campaigns.launch("payment-reminder", contacts, db=db).campaign
-    second = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    first = launch(db, contacts).campaign
+    second = launch(db, contacts).campaign
     assert first and second and first.id != second.id
     assert rows(db, "SELECT count(DISTINCT campaign_id) FROM campaign_contacts") == [(2,)]
 
     repeated = contact_rows(4) + [contact_rows(1)[0]]
     with pytest.raises(ContactValidationError) as err:
-        campaigns.launch("payment-reminder", write_contacts(tmp_path / "r.tsv", repeated), db=db)
+        launch(db, write_contacts(tmp_path / "r.tsv", repeated))
     assert [e.rule for e in err.value.report.errors] == ["duplicate_phone"]
     assert err.value.report.errors[0].row == 6
 
 
 def test_a_launched_campaigns_contacts_are_frozen(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
-    campaign = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    campaign = launch(db, contacts).campaign
     assert campaign is not None
     # The natural attempt: fix c.tsv in place and launch it again while the campaign runs.
     write_contacts(contacts, contact_rows(3, start=100))
-    with pytest.raises(CampaignStateError) as err:
-        campaigns.launch("payment-reminder", contacts, db=db)
+    with pytest.raises(CampaignFrozen) as err:
+        launch(db, contacts)
     assert str(err.value).startswith(
         f"Campaign {campaign.id} is launched: its contact file can't change. Stop it, fix the "
-        f"file and launch a new campaign: smartchat relaunch {campaign.id} --contacts {contacts}"
+        "file and launch a new campaign that replaces it"
     )
-    assert "add --separate" in str(err.value)
+    frozen = err.value
+    assert (frozen.campaign_id, frozen.contacts_path) == (campaign.id, str(contacts))
+    assert frozen.contacts_file == "c.tsv"  # the CLI's advice is built from these
     assert rows(db, "SELECT count(*) FROM campaigns") == [(1,)]
     with pytest.raises(QueryError, match="read-only: UPDATE"):
-        campaigns.run_query("UPDATE campaign_contacts SET phone = '+1'", db=db)
+        queries.run_query(at(db), "UPDATE campaign_contacts SET phone = '+1'")
     assert rows(db, "SELECT min(phone) FROM campaign_contacts") == [("+34610000000",)]
 
     # The advice works: relaunch replaces it with the fixed file.
-    fixed = campaigns.relaunch(campaign.id, contacts, db=db).campaign
+    fixed = relaunch(db, campaign.id, contacts).campaign
     assert fixed is not None and fixed.replaces == campaign.id
 
 
 def test_only_a_changed_file_of_a_running_campaign_is_refused(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
-    first = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    first = launch(db, contacts).campaign
     # The same bytes again: a phone may be in any number of campaigns.
-    assert campaigns.launch("payment-reminder", contacts, db=db).campaign
+    assert launch(db, contacts).campaign
     write_contacts(contacts, contact_rows(3, start=100))
     # Another file of the same name, declared a separate campaign.
-    assert campaigns.launch("payment-reminder", contacts, separate=True, db=db).campaign
+    assert launch(db, contacts, separate=True).campaign
     # Once the campaigns of the other contents are stopped, nothing is refused.
     write_contacts(contacts, contact_rows(3, start=200))
     for (campaign_id,) in rows(db, "SELECT id FROM campaigns WHERE status = 'launched'"):
-        campaigns.stop(str(campaign_id), db=db)
-    assert first and campaigns.launch("payment-reminder", contacts, db=db).campaign
+        campaigns.stop(at(db), str(campaign_id))
+    assert first and launch(db, contacts).campaign
 
 
 def test_a_campaign_keeps_its_chatbot_version(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
-    old = campaigns.launch("payment-reminder", contacts, db=db).campaign
-    campaigns.register_chatbot(edited_chatbot(tmp_path, "name: Payment reminder", "name: v2"), db)
-    new = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    old = launch(db, contacts).campaign
+    campaigns.register_chatbot(
+        at(db), edited_chatbot(tmp_path, "name: Payment reminder", "name: v2")
+    )
+    new = launch(db, contacts).campaign
     assert old and new and (old.chatbot_version, new.chatbot_version) == (1, 2)
-    relaunched = campaigns.relaunch(old.id, contacts, db=db).campaign
+    relaunched = relaunch(db, old.id, contacts).campaign
     assert relaunched and relaunched.chatbot_version == 1
 
 
@@ -180,30 +213,27 @@ def test_a_campaign_keeps_its_chatbot_version(db: Path, tmp_path: Path):
 
 
 def test_stopping_twice_is_harmless(db: Path, tmp_path: Path):
-    campaign = campaigns.launch(
-        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(2)), db=db
-    ).campaign
+    campaign = launch(db, write_contacts(tmp_path / "c.tsv", contact_rows(2))).campaign
     assert campaign is not None
-    stopped, changed = campaigns.stop(campaign.id, db=db)
-    again, changed_again = campaigns.stop(campaign.id, db=db)
+    stopped, changed = campaigns.stop(at(db), campaign.id)
+    again, changed_again = campaigns.stop(at(db), campaign.id)
     assert (stopped.status, changed, changed_again) == ("stopped", True, False)
     assert again.stopped_at == stopped.stopped_at
     with pytest.raises(NotFoundError):
-        campaigns.stop("c-00000000-0000", db=db)
+        campaigns.stop(at(db), "c-00000000-0000")
 
 
 def test_relaunch_stops_the_old_campaign_and_records_it(db: Path, tmp_path: Path):
-    old = campaigns.launch(
-        "payment-reminder",
+    old = launch(
+        db,
         write_contacts(tmp_path / "c.tsv", contact_rows(3)),
         name="Pagos",
         rate=3,
         send=False,
-        db=db,
     ).campaign
     assert old is not None
     fixed = write_contacts(tmp_path / "fixed.tsv", contact_rows(4))
-    new = campaigns.relaunch(old.id, fixed, db=db).campaign
+    new = relaunch(db, old.id, fixed).campaign
     assert new is not None
     assert (new.replaces, new.name, new.send_rate, new.contact_count) == (old.id, "Pagos", 3, 4)
     assert not new.send_enabled  # a --no-send campaign's relaunch doesn't start sending
@@ -211,14 +241,14 @@ def test_relaunch_stops_the_old_campaign_and_records_it(db: Path, tmp_path: Path
 
     # A campaign is replaced once: the fix of a replaced campaign is a relaunch of its
     # replacement (two live replacements would text the same contacts twice).
-    with pytest.raises(CampaignStateError) as err:
-        campaigns.relaunch(old.id, fixed, db=db)
+    with pytest.raises(CampaignAlreadyReplaced) as err:
+        relaunch(db, old.id, fixed)
     assert str(err.value) == (
-        f"Campaign {old.id} was already replaced by {new.id}: fix and relaunch {new.id} instead "
-        f"(smartchat relaunch {new.id} --contacts FILE)."
+        f"Campaign {old.id} was already replaced by {new.id}: fix and relaunch {new.id} instead."
     )
+    assert err.value.replacement == new.id
     # Sending is turned on only when asked for.
-    third = campaigns.relaunch(new.id, fixed, send=True, db=db).campaign
+    third = relaunch(db, new.id, fixed, send=True).campaign
     assert third and (third.replaces, third.send_enabled, third.send_rate) == (new.id, True, 3)
     assert rows(db, "SELECT id FROM campaigns WHERE status = 'launched'") == [(third.id,)]
 
@@ -226,53 +256,54 @@ def test_relaunch_stops_the_old_campaign_and_records_it(db: Path, tmp_path: Path
 def test_a_second_replacement_is_refused_inside_the_write(db: Path, tmp_path: Path):
     """Two relaunches of X validated side by side: the second to write finds the first."""
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
-    old = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    old = launch(db, contacts).campaign
     assert old is not None
-    with open_store(db, read_only=True) as conn:
-        chatbot = campaigns.get_chatbot(conn, old.chatbot_id, old.chatbot_version)
-    report = campaigns.validate_for_launch(chatbot, contacts)
-    store = dict(contacts_file="c.tsv", contacts_sha256=report.file_sha256, name="x", db=db)
-    first = campaigns.store_campaign(chatbot, report.contacts, replaces=old.id, **store)
+    chatbot = campaigns.resolve_chatbot(at(db), old.chatbot_id, old.chatbot_version)
+    report = campaigns.validate_for_launch(chatbot, contacts, max_message_chars=LIMIT)
+    record = dict(
+        contacts_path=contacts,
+        contacts_sha256=report.file_sha256,
+        plan=campaigns.LaunchPlan(name="x"),
+        replaces=old,
+    )
+    first = campaigns.record_launch(at(db), chatbot, report.contacts, **record)
     with pytest.raises(CampaignStateError, match=f"already replaced by {first.id}"):
-        campaigns.store_campaign(chatbot, report.contacts, replaces=old.id, **store)
+        campaigns.record_launch(at(db), chatbot, report.contacts, **record)
     assert rows(db, "SELECT count(*) FROM campaigns WHERE replaces = ?", old.id) == [(1,)]
 
 
 @pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1.0, 0.0])
 def test_a_send_rate_is_a_finite_number_above_0(db: Path, tmp_path: Path, rate: float):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(2))
-    with pytest.raises(UsageError, match="finite number of messages per second above 0"):
-        campaigns.launch("payment-reminder", contacts, rate=rate, db=db)
-    with open_store(db, read_only=True) as conn:
-        chatbot = campaigns.get_chatbot(conn, "payment-reminder")
-    frame = campaigns.validate_for_launch(chatbot, contacts).contacts
-    with pytest.raises(UsageError, match="above 0"):
-        campaigns.store_campaign(
-            chatbot, frame, contacts_file="c.tsv", contacts_sha256="0", name="x", rate=rate, db=db
+    with pytest.raises(InvalidSendRate, match="finite number of messages per second above 0"):
+        launch(db, contacts, rate=rate)
+    chatbot = campaigns.resolve_chatbot(at(db), "payment-reminder")
+    frame = campaigns.validate_for_launch(chatbot, contacts, max_message_chars=LIMIT).contacts
+    with pytest.raises(InvalidSendRate, match="above 0"):
+        campaigns.record_launch(
+            at(db),
+            chatbot,
+            frame,
+            contacts_path=contacts,
+            contacts_sha256="0",
+            plan=campaigns.LaunchPlan(rate=rate),
         )
     assert rows(db, "SELECT count(*) FROM campaigns") == [(0,)]
 
 
 def test_an_invalid_relaunch_leaves_the_old_campaign_running(db: Path, tmp_path: Path):
-    old = campaigns.launch(
-        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(3)), db=db
-    ).campaign
+    old = launch(db, write_contacts(tmp_path / "c.tsv", contact_rows(3))).campaign
     assert old is not None
     bad = write_contacts(tmp_path / "bad.tsv", [["5512345678", "Ana", "2026-12-01", "1"]])
     with pytest.raises(ContactValidationError):
-        campaigns.relaunch(old.id, bad, db=db)
+        relaunch(db, old.id, bad)
     assert rows(db, "SELECT id, status FROM campaigns") == [(old.id, "launched")]
 
 
 def test_injection_text_is_stored_as_text(db: Path, tmp_path: Path):
     contacts = contact_rows(2)
     contacts[0][1] = INJECTION
-    campaign = campaigns.launch(
-        "payment-reminder",
-        write_contacts(tmp_path / "c.tsv", contacts),
-        name=INJECTION,
-        db=db,
-    ).campaign
+    campaign = launch(db, write_contacts(tmp_path / "c.tsv", contacts), name=INJECTION).campaign
     assert campaign is not None and campaign.name == INJECTION
     assert rows(db, "SELECT name FROM campaigns") == [(INJECTION,)]
     assert rows(db, "SELECT custom_data['NAME'] FROM campaign_contacts WHERE row_number = 2") == [
@@ -280,18 +311,9 @@ def test_injection_text_is_stored_as_text(db: Path, tmp_path: Path):
     ]
 
 
-def test_the_default_send_rate_is_checked_too(
-    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from smartchat.settings import get_settings
-
-    monkeypatch.setenv("SMARTCHAT_DEFAULT_SEND_RATE", "nan")
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(UsageError, match="SMARTCHAT_DEFAULT_SEND_RATE must be a finite"):
-            campaigns.launch("payment-reminder", tmp_path / "never-read.tsv", db=db)
-    finally:
-        get_settings.cache_clear()
+def test_the_default_send_rate_is_checked_when_settings_load():
+    with pytest.raises(SettingsError, match="SMARTCHAT_DEFAULT_SEND_RATE='nan' is not valid"):
+        load_settings({"SMARTCHAT_DEFAULT_SEND_RATE": "nan"})
 
 
 # --- status, query, export ---------------------------------------------------------------------
@@ -299,13 +321,13 @@ def test_the_default_send_rate_is_checked_too(
 
 def test_status_lists_campaigns_newest_first(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(6))
-    first = campaigns.launch("payment-reminder", contacts, db=db).campaign
-    second = campaigns.launch("payment-reminder", contacts, db=db).campaign
+    first = launch(db, contacts).campaign
+    second = launch(db, contacts).campaign
     assert first and second
-    progress = campaigns.campaign_status(db=db)
+    progress = queries.campaign_status(at(db))
     assert [p.campaign_id for p in progress] == [second.id, first.id]
     assert (progress[0].contacts, progress[0].sent, progress[0].reply_rate) == (6, 0, None)
-    countries = campaigns.country_status(first.id, db=db)
+    countries = queries.country_status(at(db), first.id)
     assert sorted(r[:2] for r in countries.rows) == [
         ("AR", 1), ("BR", 1), ("CO", 1), ("ES", 1), ("GB", 1), ("MX", 1)
     ]  # fmt: skip
@@ -331,22 +353,22 @@ def test_status_lists_campaigns_newest_first(db: Path, tmp_path: Path):
 )
 def test_query_refuses_anything_that_writes(db: Path, sql: str):
     with pytest.raises(QueryError, match="read-only|One statement"):
-        campaigns.run_query(sql, db=db)
+        queries.run_query(at(db), sql)
     assert rows(db, "SELECT count(*) FROM chatbots") == [(1,)]
 
 
 def test_query_cant_reach_the_file_system(db: Path):
     with pytest.raises(QueryError, match="disabled by configuration"):
-        campaigns.run_query("SELECT * FROM read_csv('/etc/passwd')", db=db)
+        queries.run_query(at(db), "SELECT * FROM read_csv('/etc/passwd')")
 
 
 def test_query_returns_columns_and_rows(db: Path):
-    result = campaigns.run_query("SELECT id, version FROM chatbots", db=db)
+    result = queries.run_query(at(db), "SELECT id, version FROM chatbots")
     assert (result.columns, result.rows) == (["id", "version"], [("payment-reminder", 1)])
 
 
 def test_a_query_streams_its_rows_in_batches(db: Path):
-    with campaigns.open_query("SELECT range AS n FROM range(25)", db=db) as result:
+    with queries.open_query(at(db), "SELECT range AS n FROM range(25)") as result:
         assert result.columns == ["n"]
         assert result.fetch(3) == [(0,), (1,), (2,)]
         batches = list(result.batches(10))
@@ -357,16 +379,14 @@ def test_a_query_streams_its_rows_in_batches(db: Path):
 def test_a_query_that_fails_while_streaming_is_a_query_error(db: Path):
     sql = "SELECT CASE WHEN range < 5000 THEN 1 ELSE 'x'::INTEGER END FROM range(10000)"
     with pytest.raises(QueryError, match="The query failed"):
-        with campaigns.open_query(sql, db=db) as result:
+        with queries.open_query(at(db), sql) as result:
             list(result.batches(100))
 
 
 def test_export_writes_parquet_for_bi_tools(db: Path, tmp_path: Path):
-    campaign = campaigns.launch(
-        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(5)), db=db
-    ).campaign
+    campaign = launch(db, write_contacts(tmp_path / "c.tsv", contact_rows(5))).campaign
     assert campaign is not None
-    paths = campaigns.export_campaign(campaign.id, tmp_path / "bi", db=db)
+    paths = queries.export_campaign(at(db), campaign.id, tmp_path / "bi")
     assert {p.name for p in paths} >= {"campaign_contacts.parquet", "campaign_summary.parquet"}
     exported = pl.read_parquet(tmp_path / "bi" / campaign.id / "campaign_contacts.parquet")
     assert exported.height == 5 and exported["phone"][0] == "+525512000000"
@@ -378,27 +398,29 @@ def test_export_writes_parquet_for_bi_tools(db: Path, tmp_path: Path):
 
 
 def test_export_to_a_place_that_cant_be_written_is_a_usage_error(db: Path, tmp_path: Path):
-    campaign = campaigns.launch(
-        "payment-reminder", write_contacts(tmp_path / "c.tsv", contact_rows(2)), db=db
-    ).campaign
+    campaign = launch(db, write_contacts(tmp_path / "c.tsv", contact_rows(2))).campaign
     assert campaign is not None
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a folder")
-    with pytest.raises(UsageError, match=f"Can't write the export to {a_file / campaign.id} "):
-        campaigns.export_campaign(campaign.id, a_file, db=db)
+    with pytest.raises(OutputFileError, match=f"Can't write the export to {a_file / campaign.id} "):
+        queries.export_campaign(at(db), campaign.id, a_file)
     # The folder can be made but a file in it can't be written (here: a folder is in its way).
     blocked = tmp_path / "bi" / campaign.id / "messages.parquet"
     (blocked / "inside").mkdir(parents=True)
-    with pytest.raises(UsageError, match=f"Can't write the export to {blocked} "):
-        campaigns.export_campaign(campaign.id, tmp_path / "bi", db=db)
+    with pytest.raises(OutputFileError, match=f"Can't write the export to {blocked} "):
+        queries.export_campaign(at(db), campaign.id, tmp_path / "bi")
 
 
 # --- crashes and concurrency (other processes, real signals) -------------------------------------
 
 LAUNCHER = """
 import sys
-from tasks.campaigns import launch
-campaign = launch("payment-reminder", sys.argv[1], db=sys.argv[2]).campaign
+from tasks.campaigns import LaunchPlan, launch
+from smartchat.settings import StoreSettings
+campaign = launch(
+    StoreSettings(path=sys.argv[2]), "payment-reminder", sys.argv[1],
+    plan=LaunchPlan(), max_message_chars=1600,
+).campaign
 print(campaign.id, flush=True)
 """
 # A launch that stops inside its write transaction, contacts inserted but not committed, and says
@@ -406,15 +428,20 @@ print(campaign.id, flush=True)
 PAUSED_LAUNCHER = """
 import sys, time
 from pathlib import Path
-import tasks.campaigns as campaigns
-insert_contacts = campaigns.insert_contacts
+import tasks.store.contacts as contacts
+from tasks.campaigns import LaunchPlan, launch
+from smartchat.settings import StoreSettings
+insert_contacts = contacts.insert
 def insert_then_wait(*args, **kwargs):
     inserted = insert_contacts(*args, **kwargs)
     Path(sys.argv[3]).touch()
     time.sleep(600)
     return inserted
-campaigns.insert_contacts = insert_then_wait
-campaigns.launch("payment-reminder", sys.argv[1], db=sys.argv[2])
+contacts.insert = insert_then_wait
+launch(
+    StoreSettings(path=sys.argv[2]), "payment-reminder", sys.argv[1],
+    plan=LaunchPlan(), max_message_chars=1600,
+)
 """
 
 
@@ -489,7 +516,7 @@ def test_kill_9_during_launch_leaves_no_campaign_or_a_whole_one(db: Path, tmp_pa
         assert_whole(db)
     # The file is healthy afterwards: the next launch works.
     small = write_contacts(tmp_path / "small.tsv", contact_rows(3))
-    assert campaigns.launch("payment-reminder", small, db=db).campaign is not None
+    assert launch(db, small).campaign is not None
 
 
 def test_an_analyst_query_succeeds_while_a_launch_writes(db: Path, tmp_path: Path):

@@ -11,7 +11,7 @@ import yaml
 
 from smartchat.errors import ContactValidationError
 from tasks.store import open_store
-from tests.conftest import contact_rows, write_contacts
+from tests.conftest import at, contact_rows, write_contacts
 
 
 def latest_artifact(key: str) -> Any:
@@ -40,7 +40,7 @@ def test_the_flow_launches_and_publishes_the_report(prefect_harness, db: Path, t
     campaign = launch_campaign("payment-reminder", str(contacts), rate=2.5, db=str(db))
 
     assert campaign["status"] == "launched" and campaign["contact_count"] == 12
-    with open_store(db, read_only=True) as conn:
+    with open_store(at(db), read_only=True) as conn:
         stored = conn.execute(
             "SELECT c.send_rate, count(*) FROM campaigns c "
             "JOIN campaign_contacts k ON k.campaign_id = c.id WHERE c.id = ? GROUP BY ALL",
@@ -60,12 +60,12 @@ def test_an_invalid_file_fails_the_flow_and_writes_nothing(
 
     bad = contact_rows(3) + [contact_rows(1)[0]]  # row 5 repeats row 2's phone
     contacts = write_contacts(tmp_path / "bad.tsv", bad)
-    with pytest.raises(ContactValidationError, match="1 problem "):
+    with pytest.raises(ContactValidationError, match=r"1 problem\. Nothing was written"):
         launch_campaign("payment-reminder", str(contacts), db=str(db))
 
     errors = table_rows(latest_artifact("campaign-launch-validation"))
     assert [(e["row"], e["header"]) for e in errors] == [(5, "CONTACT")]
-    with open_store(db, read_only=True) as conn:
+    with open_store(at(db), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM campaigns").fetchall() == [(0,)]
 
 
@@ -85,7 +85,7 @@ def test_the_staged_contacts_are_removed_when_the_store_fails(
     def disk_full(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(campaigns, "store_campaign", disk_full)
+    monkeypatch.setattr(campaigns, "record_launch", disk_full)
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
     with pytest.raises(OSError, match="No space left"):
         launch_campaign("payment-reminder", str(contacts), db=str(db))

@@ -10,7 +10,7 @@ import pytest
 from openpyxl import Workbook
 
 from schemas.chatbot import load_chatbot
-from tasks.validation import column_letter, validate_contacts
+from tasks.validation import check_contact_file, column_letter
 
 ROOT = Path(__file__).resolve().parents[1]
 CHATBOT = ROOT / "data" / "payment-reminder.yaml"
@@ -44,7 +44,7 @@ def rules(report) -> list[tuple[str, int, str | None]]:
 
 
 def test_sample_file_is_valid(bot):
-    report = validate_contacts(ROOT / "data" / "sample-contacts.tsv", bot)
+    report = check_contact_file(ROOT / "data" / "sample-contacts.tsv", bot, max_message_chars=1600)
     assert report.valid, report.errors
     assert report.contact_count == 12
     assert sum(c.contacts for c in report.countries) == 12
@@ -64,7 +64,7 @@ def test_valid_file_with_repeated_custom_values(tmp_path, bot):
         tmp_path / "c.tsv",
         [HEADERS, [MX, "Ana", "2026-12-01", "1500"], [US, "Ana", "2026-12-01", "1500"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert report.valid and report.contact_count == 2
 
 
@@ -73,7 +73,7 @@ def test_headers_in_any_order(tmp_path, bot):
         tmp_path / "c.tsv",
         [["CONTACT", "AMOUNT", "NAME", "DUE_DATE"], [MX, "1500", "Ana", "2026-12-01"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert report.valid
     assert report.previews[0][1].startswith("Hola Ana, tu pago de 1500 vence el 2026-12-01")
 
@@ -84,7 +84,7 @@ def test_near_miss_contact_header(tmp_path, bot, header):
         tmp_path / "c.tsv",
         [[header, "NAME", "DUE_DATE", "AMOUNT"], [MX, "Ana", "2026-12-01", "1500"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert not report.valid
     error = report.errors[0]
     assert (error.rule, error.row, error.column_letter, error.value) == ("header", 1, "A", header)
@@ -96,7 +96,7 @@ def test_missing_unknown_duplicated_and_empty_headers(tmp_path, bot):
         tmp_path / "c.tsv",
         [["CONTACT", "NAME", "NAME", "PHONE2", "", "AMOUNT"], [MX, "Ana", "Ana", "x", "y", "1500"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     messages = {(e.column_letter, e.column): e.message for e in report.errors if e.rule == "header"}
     assert "twice" in messages[("C", "NAME")]
     assert "Unknown header 'PHONE2' in column D" in messages[("D", "PHONE2")]
@@ -110,7 +110,7 @@ def test_contact_must_be_first_column(tmp_path, bot):
         tmp_path / "c.tsv",
         [["NAME", "CONTACT", "DUE_DATE", "AMOUNT"], ["Ana", MX, "2026-12-01", "1500"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert [(e.rule, e.column_letter) for e in report.errors] == [("header", "B")]
     assert "first column" in report.errors[0].message
 
@@ -130,7 +130,7 @@ def test_bad_phone_numbers_name_row_column_and_fix(tmp_path, bot, value, rule, s
         tmp_path / "c.tsv",
         [HEADERS, [US, "Bob", "2026-12-01", "10"], [value, "Ana", "2026-12-01", "1500"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert rules(report) == [(rule, 3, "A")]
     error = report.errors[0]
     assert error.value == value and error.column == "CONTACT"
@@ -148,7 +148,7 @@ def test_blank_and_whitespace_cells(tmp_path, bot):
             ["", "Eve", "2026-12-01", "5"],
         ],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert rules(report) == [("blank", 2, "B"), ("blank", 3, "C"), ("blank", 4, "A")]
 
 
@@ -163,13 +163,15 @@ def test_each_repeat_lists_the_row_it_repeats(tmp_path, bot):
             [MX, "D", "d", "1"],
         ],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert rules(report) == [("duplicate_phone", 4, "A"), ("duplicate_phone", 5, "A")]
     assert all("row 2" in e.message for e in report.errors)
 
 
 def test_no_contacts(tmp_path, bot):
-    report = validate_contacts(write_tsv(tmp_path / "c.tsv", [HEADERS]), bot)
+    report = check_contact_file(
+        write_tsv(tmp_path / "c.tsv", [HEADERS]), bot, max_message_chars=1600
+    )
     assert [e.rule for e in report.errors] == ["no_contacts"]
 
 
@@ -178,7 +180,7 @@ def test_message_over_1600_characters(tmp_path, bot):
         tmp_path / "c.tsv",
         [HEADERS, [MX, "A" * 1600, "2026-12-01", "1"], [US, "Bob", "2026-12-01", "1"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert rules(report) == [("message_too_long", 2, "B")]
     assert "1,600" in report.errors[0].message and "NAME" in report.errors[0].message
 
@@ -187,14 +189,14 @@ def test_utf16_unicode_text_from_excel(tmp_path, bot):
     path = write_tsv(
         tmp_path / "c.tsv", [HEADERS, [MX, "Iñaki", "2026-12-01", "1500"]], encoding="utf-16"
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert report.valid
     assert report.contacts["NAME"].to_list() == ["Iñaki"]
 
 
 def test_quotes_are_kept_as_written(tmp_path, bot):
     path = write_tsv(tmp_path / "c.tsv", [HEADERS, [MX, 'Ana "la jefa"', "2026-12-01", "1"]])
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert report.valid
     assert report.contacts["NAME"].to_list() == ['Ana "la jefa"']
 
@@ -208,7 +210,7 @@ def test_xlsx_dates_and_numbers_become_the_text_people_expect(tmp_path, bot):
             [US, "Bob", dt.date(2027, 1, 15), 1500.5],
         ],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert report.valid, report.errors
     assert report.contacts["DUE_DATE"].to_list() == ["2026-12-01", "2027-01-15"]
     assert report.contacts["AMOUNT"].to_list() == ["1500", "1500.5"]
@@ -217,7 +219,7 @@ def test_xlsx_dates_and_numbers_become_the_text_people_expect(tmp_path, bot):
 
 def test_xlsx_phone_stored_as_number_cell(tmp_path, bot):
     path = write_xlsx(tmp_path / "c.xlsx", [HEADERS, [525512345678, "Ana", "2026-12-01", "1"]])
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert rules(report) == [("phone_format", 2, "A")]
     assert "+525512345678" in report.errors[0].message
     assert "number" in report.errors[0].message.lower()
@@ -230,7 +232,7 @@ def test_xlsx_scientific_notation_cell(tmp_path, bot):
     sheet.append([525510000000, "Ana", "2026-12-01", "1"])
     sheet["A2"].number_format = "0.00E+00"
     book.save(tmp_path / "c.xlsx")
-    report = validate_contacts(tmp_path / "c.xlsx", bot)
+    report = check_contact_file(tmp_path / "c.xlsx", bot, max_message_chars=1600)
     assert rules(report) == [("phone_format", 2, "A")]
     assert "scientific" in report.errors[0].message.lower()
 
@@ -240,7 +242,7 @@ def test_all_failures_are_collected_in_one_pass(tmp_path, bot):
         tmp_path / "c.tsv",
         [HEADERS, ["5255", "", "2026-12-01", "1"], [US, "Bob", " ", "1"], [US, "Eve", "d", ""]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert {e.rule for e in report.errors} == {"phone_format", "blank", "duplicate_phone"}
     assert len(report.errors) == 5
 
@@ -255,7 +257,7 @@ def test_every_valid_region_is_accepted_and_counted(tmp_path, bot):
         for r in regions
     ]
     path = write_tsv(tmp_path / "c.tsv", [HEADERS, *[[p, "A", "d", "1"] for p in phones]])
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     assert report.valid, report.errors
     assert sorted(c.iso for c in report.countries) == sorted(regions)
 
@@ -279,7 +281,7 @@ def test_segments_gsm_and_ucs2(tmp_path, bot):
         tmp_path / "c.tsv",
         [HEADERS, [MX, "Ana", "2026-12-01", "1"], [US, "Zoë 😀", "2026-12-01", "1"]],
     )
-    report = validate_contacts(path, bot)
+    report = check_contact_file(path, bot, max_message_chars=1600)
     ask = next(s for s in report.segments if (s.step, s.field) == ("ask", "say"))
     # "¿" and "á" are not GSM-7 either: the fixed text alone makes the message UCS-2.
     assert ask.encoding == "UCS-2"
@@ -294,13 +296,13 @@ def test_headers_not_on_row_1(tmp_path, bot):
     sheet["A2"], sheet["B2"], sheet["C2"], sheet["D2"] = HEADERS
     sheet.append([MX, "Ana", "2026-12-01", "1"])
     book.save(tmp_path / "c.xlsx")
-    report = validate_contacts(tmp_path / "c.xlsx", bot)
+    report = check_contact_file(tmp_path / "c.xlsx", bot, max_message_chars=1600)
     assert [(e.rule, e.row) for e in report.errors] == [("header", 1)]
     assert "first values are on row 2" in report.errors[0].message
 
 
 def test_empty_file_says_so(tmp_path, bot):
     (tmp_path / "c.tsv").write_text("\n\n", encoding="utf-8")
-    report = validate_contacts(tmp_path / "c.tsv", bot)
+    report = check_contact_file(tmp_path / "c.tsv", bot, max_message_chars=1600)
     assert [(e.rule, e.row) for e in report.errors] == [("header", 1)]
     assert "The file is empty" in report.errors[0].message

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.chatbot import load_chatbot
-from tasks.validation import column_letter, validate_contacts
+from tasks.validation import check_contact_file, column_letter
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT = load_chatbot(ROOT / "data" / "payment-reminder.yaml")
@@ -88,7 +88,7 @@ def test_generated_valid_file_passes(data, file_format):
     rows = _rows(data)
     path = _write(rows, file_format)
     try:
-        report = validate_contacts(path, BOT)
+        report = check_contact_file(path, BOT, max_message_chars=1600)
     finally:
         path.unlink()
     assert report.valid, report.errors[:3]
@@ -106,7 +106,7 @@ def test_single_corrupted_cell_is_reported_at_its_row_and_column(data, file_form
     rows[index][column] = CORRUPTIONS[kind](rows[index][column])
     path = _write(rows, file_format)
     try:
-        report = validate_contacts(path, BOT)
+        report = check_contact_file(path, BOT, max_message_chars=1600)
     finally:
         path.unlink()
     assert not report.valid

@@ -1,7 +1,11 @@
 """The `smartchat` command: a thin layer that parses arguments, calls one function, formats output.
 
-Commands live in `smartchat/commands/` (one module per area), each exposing `register(app)`.
-Exit codes: 0 ok, 1 invalid input, 2 usage error or unreadable file.
+    smartchat/cli/   commands (contacts, campaigns, analysis), console output, exit codes
+    smartchat/       the core every layer shares: settings, errors (no CLI, no Prefect)
+
+Commands live in one module per area, each exposing `register(app)`. The settings are read once
+per invocation, here, and passed down. This package never imports Prefect (about 1 s of start-up
+that quick commands must not pay); tests/test_layers.py checks it.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ import gc
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from smartchat.commands import campaigns, contacts
+from smartchat.cli import analysis, campaigns, contacts
+from smartchat.cli.errors import exit_code, explain
 from smartchat.errors import ContactValidationError, SmartChatError
+from smartchat.settings import load_settings
 
 
 class _Group(typer.core.TyperGroup):
@@ -25,13 +30,16 @@ class _Group(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except SmartChatError as exc:
-            from smartchat.console import err_console, show_validation_report
+            from rich.markup import escape
+
+            from smartchat.cli.console import err_console, show_validation_report
 
             if isinstance(exc, ContactValidationError) and exc.report is not None:
-                show_validation_report(exc.report, err_console)
+                sample = ctx.obj.validation.report_sample if ctx.obj else 20
+                show_validation_report(exc.report, err_console, sample)
             else:
-                err_console.print(f"[bold red]Error:[/] {escape(exc.message)}")
-            ctx.exit(exc.exit_code)
+                err_console.print(f"[bold red]Error:[/] {escape(explain(exc))}")
+            ctx.exit(exit_code(exc))
 
 
 app = typer.Typer(
@@ -45,8 +53,16 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _settings(ctx: typer.Context) -> None:
+    # The one place the CLI reads the environment: a bad SMARTCHAT_* value stops every command
+    # with exit 2 before anything is read or written.
+    ctx.obj = load_settings()
+
+
 contacts.register(app)
 campaigns.register(app)
+analysis.register(app)
 
 
 def main() -> None:

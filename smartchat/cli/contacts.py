@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from smartchat.console import print_json, rows_table, show_validation_report
-from smartchat.errors import UsageError
+from smartchat.cli.console import print_json, rows_table, show_validation_report
+from smartchat.cli.errors import UsageError
+from smartchat.cli.options import settings_of
 
 CHATBOT_OPTION = typer.Option(
     "--chatbot", "-c", help="The chatbot's YAML file.", show_default=False
@@ -20,6 +21,7 @@ CHATBOT_OPTION = typer.Option(
 
 
 def validate(
+    ctx: typer.Context,
     contacts: Annotated[Path, typer.Argument(help="The contact file (.tsv or .xlsx).")],
     chatbot: Annotated[Path, CHATBOT_OPTION],
     json_output: Annotated[
@@ -39,6 +41,7 @@ def validate(
     Exit code 0 when the file is valid, 1 when it breaks a rule (every problem is listed with its
     row and column), 2 when it can't be read.
     """
+    settings = settings_of(ctx)
     if report is not None and report.suffix.lower() != ".xlsx":
         raise UsageError(f"--report must name an .xlsx file, not {report.name!r}.")
     # The validation stack (pandera, numpy: ~0.5 s of imports) loads on the second core while
@@ -58,7 +61,7 @@ def validate(
             warm_up.join()
         from tasks.validation import validate_sheet
 
-        result = validate_sheet(sheet, bot)
+        result = validate_sheet(sheet, bot, max_message_chars=settings.validation.max_message_chars)
     if report is not None:
         from tasks.error_report import write_error_report
 
@@ -66,7 +69,7 @@ def validate(
     if json_output:
         print_json(result.to_json())
     else:
-        show_validation_report(result, console)
+        show_validation_report(result, console, settings.validation.report_sample)
         if report is not None:
             console.print(f"Report written to {report}.")
     if not result.valid:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime, time
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,8 @@ from rich.table import Table
 from schemas.contacts import RULES
 
 if TYPE_CHECKING:
-    from tasks.validation import ContactIssue, ValidationReport
+    from schemas.contacts import ContactIssue
+    from tasks.validation import ValidationReport
 
 err_console = Console(stderr=True)
 
@@ -57,14 +59,8 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-def show_validation_report(
-    report: ValidationReport, console: Console, sample: int | None = None
-) -> None:
-    """The terminal report; `sample` errors per rule (default: SMARTCHAT_REPORT_SAMPLE)."""
-    if sample is None:
-        from smartchat.settings import get_settings
-
-        sample = get_settings().report_sample
+def show_validation_report(report: ValidationReport, console: Console, sample: int) -> None:
+    """The terminal report; `sample` errors per rule (SMARTCHAT_REPORT_SAMPLE)."""
     if report.valid:
         _show_valid(report, console)
     else:
@@ -156,3 +152,18 @@ def rows_table(title: str, columns: list[str], rows: Iterable[Iterable[object]])
     for row in rows:
         table.add_row(*(escape("" if v is None else str(v)) for v in row))
     return table
+
+
+def text_table(title: str, columns: Iterable[str], rows: Iterable[Sequence[str]] = ()) -> Table:
+    """A titled table of cells already escaped for rich markup."""
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for name in columns:
+        table.add_column(escape(name))
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def busy(message: str, quiet: bool) -> AbstractContextManager[Any]:
+    """A spinner on stderr, so stdout stays clean for --json and pipes."""
+    return nullcontext() if quiet else Console(stderr=True).status(message)

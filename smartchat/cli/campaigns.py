@@ -1,0 +1,297 @@
+"""Campaign commands: `chatbot add|list`, `launch`, `stop`, `relaunch`.
+
+Each parses its arguments, calls one function of `tasks.campaigns`, and formats the result. The
+store is opened by those functions for one short unit of work at a time, never by this module.
+Heavy imports (polars, duckdb, pandera) happen inside the commands so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from smartchat.cli.console import busy, print_json, show_validation_report, text_table
+from smartchat.cli.options import (
+    CampaignArgument,
+    ContactsOption,
+    DbOption,
+    JsonOption,
+    settings_of,
+    store_of,
+)
+from smartchat.errors import ContactValidationError
+
+if TYPE_CHECKING:
+    from tasks.campaigns import LaunchResult
+    from tasks.store.campaigns import Campaign
+
+NoSendOption = Annotated[
+    bool,
+    typer.Option("--no-send", help="Launch without sending: the campaign is stored, not texted."),
+]
+
+chatbot_app = typer.Typer(
+    help="Register and list chatbots (the YAML scripts campaigns run).", no_args_is_help=True
+)
+
+
+@chatbot_app.command("add")
+def chatbot_add(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="The chatbot's YAML file.", metavar="FILE", show_default=False)
+    ],
+    db: DbOption = None,
+) -> None:
+    """Register a chatbot: a changed file becomes a new version, an unchanged one keeps its own.
+
+    A chatbot's language can't change: a file with the same id in another language is refused.
+    """
+    from tasks.campaigns import register_chatbot
+
+    registration = register_chatbot(store_of(ctx, db), file)
+    bot = registration.chatbot
+    what = "Registered" if registration.created else "Unchanged:"
+    Console().print(
+        f"{what} chatbot [bold]{escape(bot.id)}[/] version {bot.version} "
+        f"({escape(bot.name)}, language {escape(bot.language)})."
+    )
+
+
+@chatbot_app.command("list")
+def chatbot_list(ctx: typer.Context, json_output: JsonOption = False, db: DbOption = None) -> None:
+    """List every registered chatbot version and how many campaigns use it."""
+    from tasks.campaigns import list_chatbots
+
+    entries = list_chatbots(store_of(ctx, db))
+    if json_output:
+        print_json(
+            [
+                {
+                    "id": use.chatbot.id,
+                    "version": use.chatbot.version,
+                    "name": use.chatbot.name,
+                    "language": use.chatbot.language,
+                    "content_hash": use.chatbot.content_hash,
+                    "source": use.chatbot.source,
+                    "created_at": use.chatbot.created_at,
+                    "campaigns": use.campaigns,
+                }
+                for use in entries
+            ]
+        )
+        return
+    table = text_table(
+        "Chatbots", ["Id", "Version", "Name", "Language", "Campaigns", "Added", "From"]
+    )
+    for use in entries:
+        bot = use.chatbot
+        table.add_row(
+            escape(bot.id),
+            str(bot.version),
+            escape(bot.name),
+            escape(bot.language),
+            str(use.campaigns),
+            f"{bot.created_at:%Y-%m-%d %H:%M}",
+            escape(bot.source or ""),
+        )
+    Console().print(table if entries else "No chatbots yet: smartchat chatbot add FILE.yaml")
+
+
+def launch(
+    ctx: typer.Context,
+    chatbot: Annotated[
+        str,
+        typer.Option(
+            "--chatbot",
+            "-c",
+            help="The chatbot's id (see `smartchat chatbot list`).",
+            metavar="ID",
+            show_default=False,
+        ),
+    ],
+    contacts: ContactsOption,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="A name for people. Default: chatbot name · file name."),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate",
+            help="Messages per second. Default: $SMARTCHAT_DEFAULT_SEND_RATE.",
+            metavar="N",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Validate and show what would be sent; write nothing."),
+    ] = False,
+    no_send: NoSendOption = False,
+    separate: Annotated[
+        bool,
+        typer.Option(
+            "--separate",
+            help="Launch even though a running campaign of this chatbot came from another file "
+            "of the same name (without it, that is refused as an attempt to change that "
+            "campaign's contacts: relaunch it instead).",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Validate a contact file against a chatbot and launch a campaign; prints its id.
+
+    The contacts and the file's sha256 are stored in one transaction with the campaign, against
+    the chatbot's latest version; after that they can't change. An invalid file writes nothing
+    and gets the same report as `smartchat validate` (exit 1; with --json, the same JSON).
+    """
+    from schemas.campaigns import check_send_rate
+    from tasks import campaigns
+
+    settings = settings_of(ctx)
+    plan = campaigns.LaunchPlan(
+        name=name,
+        # Checked before anything is read: a bad --rate is a usage error (exit 2).
+        rate=check_send_rate(settings.sending.default_rate if rate is None else rate),
+        send=not no_send,
+        separate=separate,
+    )
+    result = _launching(
+        json_output,
+        lambda: campaigns.launch(
+            settings.store.at(db),
+            chatbot,
+            contacts,
+            plan=plan,
+            max_message_chars=settings.validation.max_message_chars,
+            dry_run=dry_run,
+        ),
+    )
+    _show_launch(result, json_output, settings.validation.report_sample)
+
+
+def stop(
+    ctx: typer.Context,
+    campaign_id: CampaignArgument,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Stop a campaign: nothing more is sent and its conversations stop answering.
+
+    Stopping twice is harmless.
+    """
+    from tasks import campaigns
+
+    campaign, changed = campaigns.stop(store_of(ctx, db), campaign_id)
+    if json_output:
+        print_json({**campaign.to_json(), "changed": changed})
+        return
+    if changed:
+        Console().print(f"Stopped campaign [bold]{escape(campaign.id)}[/].")
+    else:
+        Console().print(
+            f"Campaign [bold]{escape(campaign.id)}[/] is already {escape(campaign.status)}."
+        )
+
+
+def relaunch(
+    ctx: typer.Context,
+    campaign_id: Annotated[
+        str,
+        typer.Argument(help="The campaign to replace.", metavar="CAMPAIGN", show_default=False),
+    ],
+    contacts: ContactsOption,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Default: the replaced campaign's name.")
+    ] = None,
+    send: Annotated[
+        bool | None,
+        typer.Option(
+            "--send/--no-send",
+            help="Send, or store without sending. Default: as the replaced campaign.",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Launch a corrected contact file in place of a campaign (stopping it if it runs).
+
+    The new campaign keeps the old one's chatbot version, send rate and sending (--no-send stays
+    --no-send) and records which campaign it replaces. An invalid file changes nothing: the old
+    campaign keeps running. A campaign is replaced once: to fix a replacement, relaunch it.
+    """
+    from tasks import campaigns
+
+    settings = settings_of(ctx)
+    result = _launching(
+        json_output,
+        lambda: campaigns.relaunch(
+            settings.store.at(db),
+            campaign_id,
+            contacts,
+            send=send,
+            name=name,
+            max_message_chars=settings.validation.max_message_chars,
+        ),
+    )
+    _show_launch(result, json_output, settings.validation.report_sample)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(chatbot_app, name="chatbot")
+    for command in (launch, stop, relaunch):
+        app.command()(command)
+
+
+def _launching(json_output: bool, action: Callable[[], LaunchResult]) -> LaunchResult:
+    """Run a launch or relaunch; with --json an invalid file's report is the JSON on stdout.
+
+    Without --json the error goes up to the CLI, which prints the report as `validate` does.
+    """
+    try:
+        with busy("Validating and storing contacts…", json_output):
+            return action()
+    except ContactValidationError as exc:
+        if not json_output or exc.report is None:
+            raise
+        print_json(exc.report.to_json())  # the document `smartchat validate --json` prints
+        raise typer.Exit(1) from None
+
+
+def _show_launch(result: LaunchResult, json_output: bool, sample: int) -> None:
+    if json_output:
+        print_json(result.to_json())
+        return
+    console = Console()
+    campaign = result.campaign
+    if campaign is None:
+        show_validation_report(result.report, console, sample)
+        console.print(
+            f"[bold]Dry run:[/] nothing was written. Without --dry-run this launches "
+            f"{result.report.contact_count:,} contacts with chatbot {escape(result.chatbot.id)} "
+            f"version {result.chatbot.version}."
+        )
+        return
+    console.print(f"Launched campaign [bold]{escape(campaign.id)}[/]")
+    console.print(_launch_details(campaign))
+
+
+def _launch_details(campaign: Campaign) -> str:
+    lines = [
+        f"  {campaign.contact_count:,} contacts from {escape(campaign.contacts_file)} "
+        f"(sha256 {campaign.contacts_sha256[:12]}…)",
+        f"  chatbot {escape(campaign.chatbot_id)} version {campaign.chatbot_version}, "
+        f"{campaign.send_rate:g} messages/s",
+    ]
+    if campaign.replaces:
+        lines.append(f"  replaces campaign {escape(campaign.replaces)} (now stopped)")
+    if not campaign.send_enabled:
+        lines.append("  --no-send: stored, not sent")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""Options several commands share, and the settings each invocation read (smartchat.cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from smartchat.settings import Settings, StoreSettings
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="The DuckDB store. Default: $SMARTCHAT_DB, else data/smartchat.duckdb.",
+        metavar="PATH",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ContactsOption = Annotated[
+    Path,
+    typer.Option("--contacts", help="The contact file (.tsv or .xlsx).", show_default=False),
+]
+CampaignArgument = Annotated[
+    str, typer.Argument(help="The campaign's id.", metavar="CAMPAIGN", show_default=False)
+]
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings the `smartchat` callback loaded for this invocation."""
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings), "the smartchat callback loads the settings"
+    return settings
+
+
+def store_of(ctx: typer.Context, db: Path | None) -> StoreSettings:
+    """The store to use: --db when given, else SMARTCHAT_DB's."""
+    return settings_of(ctx).store.at(db)
