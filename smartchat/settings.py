@@ -62,6 +62,17 @@ class GatewaySettings(BaseModel):
     timeout: float = Field(default=10.0, gt=0, le=300, allow_inf_nan=False)
 
 
+class ReceiverSettings(BaseModel):
+    """The webhook receiver (`smartchat serve`) and the inbox it owns."""
+
+    model_config = _FROZEN
+
+    # An SQLite file beside the store: posts are acknowledged once they are durable here, even
+    # while another process holds the DuckDB file; drained into DuckDB in batches.
+    inbox: Path = Path("data/inbox.sqlite")
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
 class Settings(BaseModel):
     """Every knob of the pipeline, with the embedded defaults that make `smartchat` work offline."""
 
@@ -71,6 +82,7 @@ class Settings(BaseModel):
     validation: ValidationSettings = ValidationSettings()
     sending: SendingSettings = SendingSettings()
     gateway: GatewaySettings = GatewaySettings()
+    receiver: ReceiverSettings = ReceiverSettings()
 
 
 # variable → (section, field, what it accepts: said back to the user when a value is refused)
@@ -101,6 +113,12 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
     "SMARTCHAT_AUTH_TOKEN": ("gateway", "auth_token", "the aggregator's auth token"),
     "SMARTCHAT_SENDER": ("gateway", "sender", "a phone number or a messaging service SID"),
     "SMARTCHAT_PUBLIC_URL": ("gateway", "public_url", "where the aggregator reaches our webhooks"),
+    "SMARTCHAT_INBOX": ("receiver", "inbox", "the path of the webhook receiver's inbox (SQLite)"),
+    "SMARTCHAT_RECEIVER_PORT": (
+        "receiver",
+        "port",
+        "the webhook receiver's port: a whole number from 1 to 65535",
+    ),
     "SMARTCHAT_GATEWAY_TIMEOUT": (
         "gateway",
         "timeout",

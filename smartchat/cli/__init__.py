@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from smartchat.cli import analysis, campaigns, contacts
+from smartchat.cli import analysis, campaigns, contacts, sending, servers
 from smartchat.cli.errors import exit_code, explain
 from smartchat.errors import ContactValidationError, SmartChatError
 from smartchat.settings import load_settings
@@ -63,6 +63,8 @@ def _settings(ctx: typer.Context) -> None:
 contacts.register(app)
 campaigns.register(app)
 analysis.register(app)
+sending.register(app)
+servers.register(app)
 
 
 def main() -> None:
