@@ -66,7 +66,7 @@ def bench_launch(rows: int) -> Path:
     db = OUT / "bench-launch.duckdb"
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    campaigns.register_chatbot(StoreSettings(path=db), BOT)
+    campaigns.register_chatbot(StoreSettings(path=db), BOT, max_message_chars=1600)
     print(f"\n`smartchat launch --no-send`, {rows:,} contacts, 8 countries (target <= 15 s)")
     for label in ("into an empty store", "into a store with 1 campaign", "again (3 campaigns)"):
         wall, rss = timed_launch(contacts, db)
@@ -86,7 +86,7 @@ def build_summary_store(db: Path, n_campaigns: int, rows: int) -> None:
     """10 campaigns x rows contacts x 3 messages, generated inside DuckDB in bulk."""
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    campaigns.register_chatbot(StoreSettings(path=db), BOT)
+    campaigns.register_chatbot(StoreSettings(path=db), BOT, max_message_chars=1600)
     for c in range(n_campaigns):
         campaign_id = f"c-20261125-{c:04x}"
         with write_transaction(StoreSettings(path=db)) as conn:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from schemas.campaigns import check_send_rate
-from schemas.chatbot import Chatbot, load_chatbot
+from schemas.chatbot import Chatbot, check_message_lengths, load_chatbot
 from smartchat.errors import (
     CampaignAlreadyReplaced,
     CampaignFrozen,
@@ -48,6 +48,7 @@ LANGUAGE_FROZEN = "A chatbot's language can't change; create a new chatbot inste
 class Registration:
     chatbot: RegisteredChatbot
     created: bool  # False: this exact definition was already stored as that version
+    reactivated: bool = False  # an earlier version, current again for new campaigns
 
 
 @dataclass(frozen=True)
@@ -80,23 +81,36 @@ class LaunchResult:
 # --- chatbots ----------------------------------------------------------------------------------
 
 
-def register_chatbot(store: StoreSettings, chatbot_path: Path | str) -> Registration:
+def register_chatbot(
+    store: StoreSettings, chatbot_path: Path | str, *, max_message_chars: int
+) -> Registration:
     """`chatbot add`: store a chatbot file as a new version, or find its version."""
-    return add_chatbot(store, load_chatbot(chatbot_path), source=str(chatbot_path))
+    bot = load_chatbot(chatbot_path)
+    return add_chatbot(store, bot, source=str(chatbot_path), max_message_chars=max_message_chars)
 
 
-def add_chatbot(store: StoreSettings, bot: Chatbot, *, source: str | None = None) -> Registration:
-    """Same content → same version; other edits → next version; another language → refused."""
+def add_chatbot(
+    store: StoreSettings, bot: Chatbot, *, source: str | None = None, max_message_chars: int
+) -> Registration:
+    """Same content → same version; other edits → next version; another language → refused.
+
+    A message whose fixed text alone is over the limit is refused here, not blamed on every
+    contact at launch.
+    """
+    check_message_lengths(bot, max_message_chars, source=source)
     with write_transaction(store) as conn:
         versions = chatbot_rows.versions(conn, bot.id)
-        if versions and versions[-1].language != bot.language:
+        if versions and versions[0].language != bot.language:
             raise ChatbotLanguageFrozen(
-                f"Chatbot {bot.id} speaks {versions[-1].language!r}; {source or 'this file'} "
+                f"Chatbot {bot.id} speaks {versions[0].language!r}; {source or 'this file'} "
                 f"says {bot.language!r}. {LANGUAGE_FROZEN} (with another id)."
             )
         for existing in versions:
             if existing.content_hash == bot.content_hash:
-                return Registration(existing, created=False)
+                if existing == chatbot_rows.current(versions):
+                    return Registration(existing, created=False)
+                chatbot_rows.activate(conn, bot.id, existing.version)
+                return Registration(get_chatbot(conn, bot.id, existing.version), False, True)
         version = versions[-1].version + 1 if versions else 1
         chatbot_rows.insert(conn, bot, version, source)
         return Registration(get_chatbot(conn, bot.id, version), created=True)
@@ -111,11 +125,13 @@ def list_chatbots(store: StoreSettings) -> list[ChatbotUse]:
 
 
 def get_chatbot(conn: Connection, chatbot_id: str, version: int | None = None) -> RegisteredChatbot:
-    """The given version of a chatbot, or its latest one."""
+    """The given version of a chatbot, or the one new campaigns use (the last added)."""
     versions = chatbot_rows.versions(conn, chatbot_id)
-    match = [v for v in versions if version is None or v.version == version]
+    if versions and version is None:
+        return chatbot_rows.current(versions)
+    match = [v for v in versions if v.version == version]
     if match:
-        return match[-1]
+        return match[0]
     if versions:
         raise NotFoundError(f"Chatbot {chatbot_id} has no version {version}.")
     known = chatbot_rows.ids(conn)

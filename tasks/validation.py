@@ -15,7 +15,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from schemas.chatbot import CONTACT_HEADER, Chatbot, placeholders
+from schemas.chatbot import CONTACT_HEADER, Chatbot, check_message_lengths, placeholders
 from schemas.contacts import (
     FIRST_ROW,
     LONGEST,
@@ -66,7 +66,8 @@ class MessageSegments:
     encoding: str  # "GSM-7", "UCS-2" or "GSM-7/UCS-2" when it depends on the contact's values
     min_segments: int
     max_segments: int
-    total_segments: int
+    total_segments: int  # the opening message: what the launch sends; others: if all reach it
+    opening: bool = False  # sent to every contact at launch; the others only to who reaches them
 
 
 @dataclass
@@ -113,7 +114,12 @@ def check_contact_file(
 def validate_sheet(
     sheet: ContactSheet, chatbot: Chatbot, *, max_message_chars: int
 ) -> ValidationReport:
-    """Every rule of schemas.contacts over a file as read; the contacts too when it is valid."""
+    """Every rule of schemas.contacts over a file as read; the contacts too when it is valid.
+
+    A chatbot whose fixed text alone is over the limit raises ChatbotError: no contact is to
+    blame for it.
+    """
+    check_message_lengths(chatbot, max_message_chars, source=chatbot.id)
     if not sheet.headers:
         return _headerless(sheet, chatbot)
     positions, issues = check_headers(sheet.headers, chatbot.custom_data, sheet.data)
@@ -410,26 +416,46 @@ def _country_counts(contacts: pl.DataFrame) -> list[CountryCount]:
 
 
 def _segment_stats(frame: pl.DataFrame, chatbot: Chatbot) -> list[MessageSegments]:
+    """Segments per message. The opening message goes to every contact, so its total is what
+    the launch sends; a later step's total is the most it can cost (if every contact reached
+    it). A message without placeholders is the same for everyone: its parts times the contacts.
+    """
     if frame.height == 0:
         return []
     messages = list(chatbot.messages())
-    stats = frame.select(
+    # with_columns first: a message without placeholders is a literal, broadcast to every row.
+    per_contact = frame.with_columns(
         expr
         for i, (_, _, text) in enumerate(messages)
         for expr in (
-            sms.message_segments(text).min().alias(f"min{i}"),
-            sms.message_segments(text).max().alias(f"max{i}"),
-            sms.message_segments(text).sum().alias(f"sum{i}"),
-            sms.message_is_ucs2(text).mean().alias(f"ucs{i}"),
+            sms.message_segments(text).alias(f"seg{i}"),
+            sms.message_is_ucs2(text).alias(f"ucs{i}"),
+        )
+    )
+    stats = per_contact.select(
+        expr
+        for i in range(len(messages))
+        for expr in (
+            pl.col(f"seg{i}").min().alias(f"min{i}"),
+            pl.col(f"seg{i}").max().alias(f"max{i}"),
+            pl.col(f"seg{i}").sum().alias(f"sum{i}"),
+            pl.col(f"ucs{i}").mean().alias(f"ucs{i}"),
         )
     ).row(0, named=True)
     result = []
     for i, (step, fld, _) in enumerate(messages):
         share = stats[f"ucs{i}"]
         encoding = "UCS-2" if share == 1 else "GSM-7" if share == 0 else "GSM-7/UCS-2"
+        opening = step == chatbot.start and fld == "say"
         result.append(
             MessageSegments(
-                step, fld, encoding, stats[f"min{i}"], stats[f"max{i}"], stats[f"sum{i}"]
+                step,
+                fld,
+                encoding,
+                stats[f"min{i}"],
+                stats[f"max{i}"],
+                stats[f"sum{i}"],
+                opening,
             )
         )
     return result

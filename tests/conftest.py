@@ -60,5 +60,5 @@ def db(tmp_path: Path) -> Path:
     from tasks.campaigns import register_chatbot
 
     path = tmp_path / "store" / "smartchat.duckdb"
-    register_chatbot(at(path), CHATBOT_YAML)
+    register_chatbot(at(path), CHATBOT_YAML, max_message_chars=1600)
     return path

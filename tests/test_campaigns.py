@@ -20,6 +20,7 @@ from smartchat.errors import (
     CampaignAlreadyReplaced,
     CampaignFrozen,
     CampaignStateError,
+    ChatbotError,
     ChatbotLanguageFrozen,
     ContactValidationError,
     InvalidSendRate,
@@ -54,6 +55,10 @@ def launch(
     )
 
 
+def register(db: Path, chatbot: Path) -> campaigns.Registration:
+    return campaigns.register_chatbot(at(db), chatbot, max_message_chars=LIMIT)
+
+
 def relaunch(db: Path, campaign_id: str, contacts: Path, **options) -> campaigns.LaunchResult:
     return campaigns.relaunch(at(db), campaign_id, contacts, max_message_chars=LIMIT, **options)
 
@@ -76,10 +81,10 @@ def edited_chatbot(tmp_path: Path, old: str, new: str) -> Path:
 
 
 def test_same_content_is_the_same_version_and_an_edit_is_a_new_one(db: Path, tmp_path: Path):
-    again = campaigns.register_chatbot(at(db), CHATBOT_YAML)
+    again = register(db, CHATBOT_YAML)
     assert (again.chatbot.version, again.created) == (1, False)
     renamed = edited_chatbot(tmp_path, "name: Payment reminder", "name: Recordatorio")
-    edited = campaigns.register_chatbot(at(db), renamed)
+    edited = register(db, renamed)
     assert (edited.chatbot.version, edited.created) == (2, True)
     assert [(u.chatbot.version, u.campaigns) for u in campaigns.list_chatbots(at(db))] == [
         (1, 0),
@@ -87,9 +92,29 @@ def test_same_content_is_the_same_version_and_an_edit_is_a_new_one(db: Path, tmp
     ]
 
 
+def test_adding_an_earlier_definition_again_makes_it_current(db: Path, tmp_path: Path):
+    """People revert an edit by adding the old file back: new campaigns must use it."""
+    register(db, edited_chatbot(tmp_path, "name: Payment reminder", "name: v2"))
+    back = register(db, CHATBOT_YAML)
+    assert (back.chatbot.version, back.created, back.reactivated) == (1, False, True)
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(2))
+    assert launch(db, contacts).campaign.chatbot_version == 1
+    again = register(db, CHATBOT_YAML)  # already current: nothing changes
+    assert (again.created, again.reactivated) == (False, False)
+
+
+def test_a_fixed_text_over_the_limit_is_refused_when_the_chatbot_is_added(
+    db: Path, tmp_path: Path
+):
+    long = edited_chatbot(tmp_path, "Un asesor te llamará.", "x" * 1_700)
+    with pytest.raises(ChatbotError, match="steps.callback.say"):
+        register(db, long)
+    assert rows(db, "SELECT count(*) FROM chatbots") == [(1,)]
+
+
 def test_a_chatbots_language_cant_change(db: Path, tmp_path: Path):
     with pytest.raises(ChatbotLanguageFrozen) as err:
-        campaigns.register_chatbot(at(db), edited_chatbot(tmp_path, "language: es", "language: en"))
+        register(db, edited_chatbot(tmp_path, "language: es", "language: en"))
     assert "A chatbot's language can't change; create a new chatbot instead" in str(err.value)
     assert rows(db, "SELECT count(*) FROM chatbots") == [(1,)]
 
@@ -200,9 +225,7 @@ def test_only_a_changed_file_of_a_running_campaign_is_refused(db: Path, tmp_path
 def test_a_campaign_keeps_its_chatbot_version(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
     old = launch(db, contacts).campaign
-    campaigns.register_chatbot(
-        at(db), edited_chatbot(tmp_path, "name: Payment reminder", "name: v2")
-    )
+    register(db, edited_chatbot(tmp_path, "name: Payment reminder", "name: v2"))
     new = launch(db, contacts).campaign
     assert old and new and (old.chatbot_version, new.chatbot_version) == (1, 2)
     relaunched = relaunch(db, old.id, contacts).campaign

@@ -286,8 +286,12 @@ def test_segments_gsm_and_ucs2(tmp_path, bot):
     # "¿" and "á" are not GSM-7 either: the fixed text alone makes the message UCS-2.
     assert ask.encoding == "UCS-2"
     assert (ask.min_segments, ask.max_segments, ask.total_segments) == (2, 2, 4)
+    assert ask.opening
     thanks = next(s for s in report.segments if s.step == "thanks")
     assert thanks.encoding == "GSM-7/UCS-2"
+    # A message without placeholders costs the same for everyone: its parts times the contacts.
+    callback = next(s for s in report.segments if s.step == "callback")
+    assert (callback.total_segments, callback.opening) == (2, False)
 
 
 def test_headers_not_on_row_1(tmp_path, bot):

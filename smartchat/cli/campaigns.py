@@ -54,13 +54,18 @@ def chatbot_add(
     """
     from tasks.campaigns import register_chatbot
 
-    registration = register_chatbot(store_of(ctx, db), file)
+    settings = settings_of(ctx)
+    registration = register_chatbot(
+        settings.store.at(db), file, max_message_chars=settings.validation.max_message_chars
+    )
     bot = registration.chatbot
     what = "Registered" if registration.created else "Unchanged:"
     Console().print(
         f"{what} chatbot [bold]{escape(bot.id)}[/] version {bot.version} "
         f"({escape(bot.name)}, language {escape(bot.language)})."
     )
+    if registration.reactivated:
+        Console().print(f"Version {bot.version} is again the one new campaigns use.")
 
 
 @chatbot_app.command("list")

@@ -119,7 +119,7 @@ def _show_valid(report: ValidationReport, console: Console) -> None:
 
     segments = _table(
         "SMS segments per message",
-        ["Step", "Message", "Encoding"],
+        ["Step", "Message", "Sent to", "Encoding"],
         ["Segments each", "Total segments"],
     )
     for s in report.segments:
@@ -128,8 +128,18 @@ def _show_valid(report: ValidationReport, console: Console) -> None:
             if s.min_segments == s.max_segments
             else (f"{s.min_segments}–{s.max_segments}")
         )
-        segments.add_row(escape(s.step), s.field, s.encoding, each, f"{s.total_segments:,}")
+        to, total = (
+            ("everyone", f"{s.total_segments:,}")
+            if s.opening
+            else ("on reply", f"up to {s.total_segments:,}")
+        )
+        segments.add_row(escape(s.step), s.field, to, s.encoding, each, total)
     console.print(segments)
+    console.print(
+        "  The opening message goes to every contact at launch. The others go only to the "
+        "contacts whose replies lead to them: their totals are for every contact getting them "
+        "once."
+    )
 
     if report.previews:
         console.print("[bold]First message, as the first contacts will get it[/]")

@@ -23,6 +23,7 @@ class RegisteredChatbot:
     source: str | None
     created_at: datetime
     definition: str
+    activated_at: datetime | None  # last added: the version new campaigns use is the latest
 
     def load(self) -> Chatbot:
         return parse_chatbot(json.loads(self.definition), source=f"{self.id} v{self.version}")
@@ -46,10 +47,23 @@ def versions(conn: Connection, chatbot_id: str) -> list[RegisteredChatbot]:
 def insert(conn: Connection, bot: Chatbot, version: int, source: str | None) -> None:
     definition = json.dumps(bot.model_dump(mode="json"), ensure_ascii=False)
     conn.execute(
-        "INSERT INTO chatbots (id, version, name, language, content_hash, definition, source) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO chatbots (id, version, name, language, content_hash, definition, source, "
+        "activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
         [bot.id, version, bot.name, bot.language, bot.content_hash, definition, source],
     )
+
+
+def activate(conn: Connection, chatbot_id: str, version: int) -> None:
+    """Make an existing version the one new campaigns use (it was added again)."""
+    conn.execute(
+        "UPDATE chatbots SET activated_at = current_timestamp WHERE id = ? AND version = ?",
+        [chatbot_id, version],
+    )
+
+
+def current(versions: list[RegisteredChatbot]) -> RegisteredChatbot:
+    """The version added last: the one new campaigns use."""
+    return max(versions, key=lambda v: (v.activated_at or v.created_at, v.version))
 
 
 def ids(conn: Connection) -> list[str]:
