@@ -34,6 +34,7 @@ RULES: dict[str, str] = {
     "extra_value": "Values outside the header's columns",
     "no_contacts": "No contacts",
     "blank": "Empty cells",
+    "control_character": "Invisible control characters in cells",
     "phone_format": "Phone numbers not written in E.164 form (+, country code, number)",
     "phone_invalid": "Phone numbers that don't exist in their country",
     "duplicate_phone": "Phone numbers repeated in the file",
@@ -200,6 +201,32 @@ def _not_blank(data: PolarsData) -> pl.LazyFrame:
     )
 
 
+# C0 and C1 control characters, but the line break a cell may hold (Excel's Alt+Enter, a quoted
+# TSV cell): escape sequences and bells would reach phones and terminals as they are.
+CONTROL_CHARACTERS = r"[\x00-\x09\x0b-\x1f\x7f-\x9f]"
+_CONTROL_NAMES = {0: "NUL", 7: "BEL", 8: "BACKSPACE", 9: "TAB", 11: "VT", 12: "FF", 13: "CR"}
+_CONTROL_NAMES |= {27: "ESC", 127: "DEL"}
+
+
+def _no_control_characters(data: PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(
+        ~pl.col(data.key).str.contains(CONTROL_CHARACTERS).fill_null(False)
+    )
+
+
+def control_character_message(value: str) -> str:
+    """Which control character a cell holds and where, for `control_character` failures."""
+    found = re.search(CONTROL_CHARACTERS, value)
+    assert found is not None, "only called for values that failed the check"
+    code = ord(found.group())
+    name = _CONTROL_NAMES.get(code)
+    what = f"U+{code:04X}" + (f" ({name})" if name else "")
+    return (
+        f"Contains the control character {what} at character {found.start() + 1}: delete it "
+        "(it would reach phones as it is; only a line break may be inside a cell)."
+    )
+
+
 def _phone_rule_is_not(rule: str) -> Any:
     def check(data: PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col(PHONE_RULE).fill_null("") != rule)
@@ -220,9 +247,10 @@ def contact_schema(columns: list[str], max_chars: int | None) -> pa.DataFrameSch
     import pandera.polars as pa  # ~0.5 s of imports: only when a file is actually validated
 
     blank = pa.Check(_not_blank, name="blank")
+    control = pa.Check(_no_control_characters, name="control_character")
     schema_columns: dict[str, pa.Column] = {}
     for name in columns:
-        checks = [blank]
+        checks = [blank, control]
         if name == CONTACT_HEADER:
             checks += [
                 pa.Check(_phone_rule_is_not("phone_format"), name="phone_format"),

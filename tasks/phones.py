@@ -719,6 +719,18 @@ _NUMBER_CELL = (
 _MISSING_PLUS = "Missing the leading + and country code"
 
 
+# Unicode categories of characters that show as nothing: format marks (U+200E, U+200F, U+202B,
+# U+FEFF...), controls, line and paragraph separators.
+_INVISIBLE = frozenset({"Cf", "Cc", "Zl", "Zp"})
+_FULLWIDTH_PLUS = "\uff0b"
+
+
+def _character_name(ch: str) -> str:
+    """`U+200E LEFT-TO-RIGHT MARK`: the code a text editor can search for, and what it is."""
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X} {name}".strip()
+
+
 def explain_phone(raw: str, *, number_cell: bool = False, scientific: bool = False) -> PhoneProblem:
     """Why `raw` was rejected, with phonenumbers as the exact judge (call it for rejected rows).
 
@@ -736,12 +748,25 @@ def explain_phone(raw: str, *, number_cell: bool = False, scientific: bool = Fal
             "column as Text and type the number again.",
             None,
         )
+    notes = []
+    # Marks that look like nothing (U+200E from a right-to-left page, a BOM, a zero-width
+    # space) and a full-width ＋ make a number that looks right fail: name them, judge the rest.
+    invisible = sorted({ch for ch in text if unicodedata.category(ch) in _INVISIBLE})
+    if invisible:
+        text = "".join(ch for ch in text if ch not in invisible).strip()
+        names = ", ".join(_character_name(ch) for ch in invisible)
+        what = "invisible characters" if len(invisible) > 1 else "an invisible character"
+        notes.append(f"has {what} ({names}), often pasted along with a number")
+    if _FULLWIDTH_PLUS in text:
+        text = text.replace(_FULLWIDTH_PLUS, "+")
+        notes.append("uses a full-width ＋ instead of +")
+    if not text:
+        return PhoneProblem(RULE_FORMAT, f"{_capitalise(notes[0])}, and nothing else.", None)
     if _LETTERS.search(text):
         message = f"Contains letters: write only + and digits, like {_EXAMPLE}."
         return PhoneProblem(RULE_FORMAT, message, None)
     if number_cell and (float_cell := _FLOAT_CELL.fullmatch(text)):
         text = float_cell.group(1)  # "525512345678.0" is how a float cell may read back
-    notes = []
     if any(ch.isdecimal() and not ch.isascii() for ch in text):
         text = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
         notes.append("uses digits that are not 0-9")  # Arabic-Indic, full-width...

@@ -22,7 +22,6 @@ from tasks.store import campaigns as campaign_rows
 from tasks.store.campaigns import CampaignProgress
 from tasks.store.rows import columns_of
 
-
 _COMMENTS = re.compile(r"/\*.*?\*/|--[^\n]*", re.DOTALL)
 
 

@@ -29,6 +29,7 @@ from schemas.contacts import (
     check_headers,
     column_letter,
     contact_schema,
+    control_character_message,
 )
 from tasks import sms
 from tasks.countries import country_for_calling_code, country_for_region
@@ -297,6 +298,18 @@ def _translate_failures(
         name = check[0]
         if name == "blank":
             issues += _blank_issues(group, positions)
+        elif name == "control_character":
+            issues += [
+                ContactIssue(
+                    row,
+                    column,
+                    column_letter(positions[column]),
+                    value,
+                    name,
+                    control_character_message(value),
+                )
+                for row, column, value in group.select(ROW, "column", "failure_case").iter_rows()
+            ]
         elif name in ("phone_format", "phone_invalid"):
             issues += _phone_issues(group, name, positions, phone_messages)
         elif name == "duplicate_phone":

@@ -391,3 +391,18 @@ def test_export_writes_parquet_files(db: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "bi" / campaign / "campaign_contacts.parquet").exists()
     assert (tmp_path / "bi" / campaign / "messages.parquet").exists()
+
+
+def test_control_characters_and_huge_values_never_reach_the_terminal_raw(db: Path, tmp_path: Path):
+    """An escape sequence in a campaign's name (or any value) must not clear the screen, and a
+    5,000,000-character value is cut, not printed over 100,000 lines."""
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(2))
+    campaign = launch(db, contacts, "--name", "Pagos\x1b[2J\x07")
+    table = invoke("status", "--db", db)
+    card = invoke("status", campaign, "--db", db)
+    huge = invoke("query", "SELECT repeat('x', 5000000) AS v", "--db", db)
+    for result in (table, card, huge):
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b[2J\\x07" in card.output
+    assert len(huge.output) < 2_000 and "…" in huge.output

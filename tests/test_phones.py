@@ -463,3 +463,22 @@ def test_explain_phone_never_crashes(raw: str) -> None:
         assert is_valid(problem.suggestion)
     if problem.rule == RULE_INVALID:  # only for strings already in the E.164 shape
         assert raw.startswith("+") and raw[1:].isdigit() and raw[1:].isascii()
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ("\u200e+525512345678", "U+200E LEFT-TO-RIGHT MARK"),
+        ("\u200f+525512345678", "U+200F RIGHT-TO-LEFT MARK"),
+        ("\u202b+525512345678\u202c", "U+202B RIGHT-TO-LEFT EMBEDDING"),
+        ("\ufeff+525512345678", "U+FEFF"),
+        ("\uff0b525512345678", "full-width ＋"),
+    ],
+)
+def test_an_invisible_mark_or_a_full_width_plus_is_named_with_the_fix(raw: str, named: str):
+    """The value looks right on screen: say which character is there and what to write."""
+    problem = explain_phone(raw)
+    assert named in problem.message
+    assert problem.suggestion == "+525512345678"
+    assert "+525512345678" in problem.message
+    assert "not digits" not in problem.message

@@ -310,3 +310,16 @@ def test_empty_file_says_so(tmp_path, bot):
     report = check_contact_file(tmp_path / "c.tsv", bot, max_message_chars=1600)
     assert [(e.rule, e.row) for e in report.errors] == [("header", 1)]
     assert "The file is empty" in report.errors[0].message
+
+
+def test_control_characters_in_cells_are_refused_but_a_line_break_is_kept(tmp_path, bot):
+    path = tmp_path / "c.tsv"
+    path.write_text(
+        "\t".join(HEADERS) + f"\n{MX}\tAna\x1b[2J\t2026-12-01\t1\n{US}\tLuis\t2026-12-01\t1\x07\n",
+        encoding="utf-8",
+    )
+    report = check_contact_file(path, bot, max_message_chars=1600)
+    found = [(e.rule, e.row, e.column_letter) for e in report.errors]
+    assert found == [("control_character", 2, "B"), ("control_character", 3, "D")]
+    assert "U+001B (ESC) at character 4" in report.errors[0].message
+    assert "U+0007 (BEL)" in report.errors[1].message

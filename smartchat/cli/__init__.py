@@ -30,15 +30,13 @@ class _Group(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except SmartChatError as exc:
-            from rich.markup import escape
-
-            from smartchat.cli.console import err_console, show_validation_report
+            from smartchat.cli.console import err_console, show_validation_report, shown
 
             if isinstance(exc, ContactValidationError) and exc.report is not None:
                 sample = ctx.obj.validation.report_sample if ctx.obj else 20
                 show_validation_report(exc.report, err_console, sample)
             else:
-                err_console.print(f"[bold red]Error:[/] {escape(explain(exc))}")
+                err_console.print(f"[bold red]Error:[/] {shown(explain(exc), limit=20_000)}")
             ctx.exit(exit_code(exc))
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from smartchat.cli.console import busy, json_default, json_ready, print_json, text_table
+from smartchat.cli.console import busy, json_default, json_ready, print_json, shown, text_table
 from smartchat.cli.errors import UsageError
 from smartchat.cli.options import CampaignArgument, DbOption, JsonOption, store_of
 
@@ -159,9 +159,9 @@ def _progress_table(progress: Sequence[CampaignProgress]) -> Table:
         table.add_column(numeric, justify="right", no_wrap=True, min_width=len(numeric))
     for p in progress:
         table.add_row(
-            escape(p.campaign_id),
-            escape(p.name),
-            escape(p.status),
+            shown(p.campaign_id),
+            shown(p.name),
+            shown(p.status),
             *(f"{n:,}" for n in (p.contacts, p.sent, p.delivered, p.failed, p.replied)),
         )
     return table
@@ -174,10 +174,10 @@ def _campaign_card(p: CampaignProgress) -> Table:
     card.add_column(overflow="fold")
     reply_rate = "" if p.reply_rate is None else f"{p.reply_rate:.1%}"
     fields = [
-        ("Campaign", escape(p.campaign_id)),
-        ("Name", escape(p.name)),
-        ("Chatbot", escape(f"{p.chatbot_id} version {p.chatbot_version}")),
-        ("Status", escape(p.status)),
+        ("Campaign", shown(p.campaign_id)),
+        ("Name", shown(p.name, limit=500)),
+        ("Chatbot", shown(f"{p.chatbot_id} version {p.chatbot_version}")),
+        ("Status", shown(p.status)),
         ("Contacts", f"{p.contacts:,}"),
         ("Reached", f"{p.reached:,}"),
         ("Sent", f"{p.sent:,} messages, {p.segments:,} SMS segments"),
@@ -185,7 +185,7 @@ def _campaign_card(p: CampaignProgress) -> Table:
         ("Failed", f"{p.failed:,}"),
         ("Replied", f"{p.replied:,} {reply_rate}".strip()),
         ("Opted out", f"{p.opted_out:,}"),
-        ("Replaces", escape(p.replaces or "")),
+        ("Replaces", shown(p.replaces or "")),
         ("Launched", _when(p.launched_at)),
         ("Stopped", _when(p.stopped_at)),
         ("Completed", _when(p.completed_at)),
@@ -202,7 +202,7 @@ def _when(moment: datetime | None) -> str:
 
 def _cells(rows: Iterable[Sequence[Any]]) -> Iterator[list[str]]:
     for row in rows:
-        yield [escape(_text(v)) for v in row]
+        yield [shown(_text(v)) for v in row]
 
 
 def _text(value: Any) -> str:

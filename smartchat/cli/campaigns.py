@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from smartchat.cli.console import busy, print_json, show_validation_report, text_table
+from smartchat.cli.console import busy, print_json, show_validation_report, shown, text_table
 from smartchat.cli.options import (
     CampaignArgument,
     ContactsOption,
@@ -61,8 +60,8 @@ def chatbot_add(
     bot = registration.chatbot
     what = "Registered" if registration.created else "Unchanged:"
     Console().print(
-        f"{what} chatbot [bold]{escape(bot.id)}[/] version {bot.version} "
-        f"({escape(bot.name)}, language {escape(bot.language)})."
+        f"{what} chatbot [bold]{shown(bot.id)}[/] version {bot.version} "
+        f"({shown(bot.name)}, language {shown(bot.language)})."
     )
     if registration.reactivated:
         Console().print(f"Version {bot.version} is again the one new campaigns use.")
@@ -97,13 +96,13 @@ def chatbot_list(ctx: typer.Context, json_output: JsonOption = False, db: DbOpti
     for use in entries:
         bot = use.chatbot
         table.add_row(
-            escape(bot.id),
+            shown(bot.id),
             str(bot.version),
-            escape(bot.name),
-            escape(bot.language),
+            shown(bot.name),
+            shown(bot.language),
             str(use.campaigns),
             f"{bot.created_at:%Y-%m-%d %H:%M}",
-            escape(bot.source or ""),
+            shown(bot.source or ""),
         )
     Console().print(table if entries else "No chatbots yet: smartchat chatbot add FILE.yaml")
 
@@ -198,10 +197,10 @@ def stop(
         print_json({**campaign.to_json(), "changed": changed})
         return
     if changed:
-        Console().print(f"Stopped campaign [bold]{escape(campaign.id)}[/].")
+        Console().print(f"Stopped campaign [bold]{shown(campaign.id)}[/].")
     else:
         Console().print(
-            f"Campaign [bold]{escape(campaign.id)}[/] is already {escape(campaign.status)}."
+            f"Campaign [bold]{shown(campaign.id)}[/] is already {shown(campaign.status)}."
         )
 
 
@@ -280,23 +279,23 @@ def _show_launch(result: LaunchResult, json_output: bool, sample: int) -> None:
         show_validation_report(result.report, console, sample)
         console.print(
             f"[bold]Dry run:[/] nothing was written. Without --dry-run this launches "
-            f"{result.report.contact_count:,} contacts with chatbot {escape(result.chatbot.id)} "
+            f"{result.report.contact_count:,} contacts with chatbot {shown(result.chatbot.id)} "
             f"version {result.chatbot.version}."
         )
         return
-    console.print(f"Launched campaign [bold]{escape(campaign.id)}[/]")
+    console.print(f"Launched campaign [bold]{shown(campaign.id)}[/]")
     console.print(_launch_details(campaign))
 
 
 def _launch_details(campaign: Campaign) -> str:
     lines = [
-        f"  {campaign.contact_count:,} contacts from {escape(campaign.contacts_file)} "
+        f"  {campaign.contact_count:,} contacts from {shown(campaign.contacts_file)} "
         f"(sha256 {campaign.contacts_sha256[:12]}…)",
-        f"  chatbot {escape(campaign.chatbot_id)} version {campaign.chatbot_version}, "
+        f"  chatbot {shown(campaign.chatbot_id)} version {campaign.chatbot_version}, "
         f"{campaign.send_rate:g} messages/s",
     ]
     if campaign.replaces:
-        lines.append(f"  replaces campaign {escape(campaign.replaces)} (now stopped)")
+        lines.append(f"  replaces campaign {shown(campaign.replaces)} (now stopped)")
     if not campaign.send_enabled:
         lines.append("  --no-send: stored, not sent")
     return "\n".join(lines)

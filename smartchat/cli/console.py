@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -22,6 +23,20 @@ if TYPE_CHECKING:
     from tasks.validation import ValidationReport
 
 err_console = Console(stderr=True)
+
+# The longest value a terminal table shows: a 5,000,000-character cell is cut, not printed.
+MAX_SHOWN = 120
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """A value from a file or the store as the terminal may print it: control characters
+    visible as \\xNN (an escape sequence in a cell must not clear the screen), long values cut
+    with …, rich markup escaped."""
+    text = "" if value is None else str(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
 def print_json(payload: Any) -> None:
@@ -70,7 +85,7 @@ def show_validation_report(report: ValidationReport, console: Console, sample: i
 def _show_invalid(report: ValidationReport, console: Console, sample: int) -> None:
     total = len(report.errors)
     console.print(
-        f"[bold red]✗ {escape(report.source)} can't be used with chatbot "
+        f"[bold red]✗ {shown(report.source)} can't be used with chatbot "
         f"{escape(report.chatbot_id)}:[/] {total:,} problem{'s' * (total != 1)} "
         f"in {report.contact_count:,} contact row{'s' * (report.contact_count != 1)}."
     )
@@ -104,12 +119,12 @@ def _cells(issue: ContactIssue) -> tuple[str, str, str, str]:
         else issue.column_letter or issue.column or ""
     )
     value = "(empty)" if issue.value is None or not issue.value.strip() else issue.value
-    return str(issue.row), escape(column), escape(value), escape(issue.message)
+    return str(issue.row), shown(column), shown(value), escape(issue.message)
 
 
 def _show_valid(report: ValidationReport, console: Console) -> None:
     console.print(
-        f"[bold green]✓ {escape(report.source)}:[/] {report.contact_count:,} contact"
+        f"[bold green]✓ {shown(report.source)}:[/] {report.contact_count:,} contact"
         f"{'s' * (report.contact_count != 1)} ready for chatbot {escape(report.chatbot_id)}."
     )
     countries = _table("Contacts per country", ["Country", "ISO"], ["Code", "Contacts"])
@@ -144,7 +159,7 @@ def _show_valid(report: ValidationReport, console: Console) -> None:
     if report.previews:
         console.print("[bold]First message, as the first contacts will get it[/]")
         for phone, text in report.previews:
-            console.print(f"  {escape(phone)}: {escape(text)}")
+            console.print(f"  {shown(phone)}: {shown(text, limit=2_000)}")
 
 
 def _table(title: str, text_columns: list[str], number_columns: Iterable[str] = ()) -> Table:
@@ -160,7 +175,7 @@ def _table(title: str, text_columns: list[str], number_columns: Iterable[str] = 
 def rows_table(title: str, columns: list[str], rows: Iterable[Iterable[object]]) -> Table:
     table = _table(title, columns)
     for row in rows:
-        table.add_row(*(escape("" if v is None else str(v)) for v in row))
+        table.add_row(*(shown(v) for v in row))
     return table
 
 
@@ -168,7 +183,7 @@ def text_table(title: str, columns: Iterable[str], rows: Iterable[Sequence[str]]
     """A titled table of cells already escaped for rich markup."""
     table = Table(title=title, title_justify="left", title_style="bold")
     for name in columns:
-        table.add_column(escape(name))
+        table.add_column(shown(name))
     for row in rows:
         table.add_row(*row)
     return table
