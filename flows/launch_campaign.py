@@ -26,12 +26,14 @@ def launch_campaign(
     db: str | None = None,
     send: bool = True,
     separate: bool = False,
+    again: bool = False,
 ) -> dict[str, Any]:
     """Launch `contacts_path` with the chatbot's latest version; returns the campaign.
 
     `rate`: messages per second (default SMARTCHAT_DEFAULT_SEND_RATE). `db`: the store (default
     SMARTCHAT_DB). `separate`: launch even though a running campaign of this chatbot came from
     another file of the same name (otherwise refused as an attempt to change its contacts).
+    `again`: launch even though a running campaign of this chatbot has this very file.
     """
     settings = load_settings()
     store = settings.store.at(db)
@@ -40,6 +42,7 @@ def launch_campaign(
         rate=check_send_rate(settings.sending.default_rate if rate is None else rate),
         send=send,
         separate=separate,
+        again=again,
     )
     validated = validate_for_launch_task(
         store, chatbot_id, contacts_path, settings.validation.max_message_chars

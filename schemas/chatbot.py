@@ -377,6 +377,12 @@ _ChatbotLoader.add_implicit_resolver(
 )
 
 
+def is_chatbot_file(ref: str | Path) -> bool:
+    """A `--chatbot` value naming a file (a path, or a .yaml name) rather than a registered id."""
+    text = str(ref)
+    return Path(text).is_file() or text.endswith((".yaml", ".yml")) or "/" in text
+
+
 def load_chatbot(path: Path | str) -> Chatbot:
     """Read and check a chatbot YAML file; every problem at once, naming step and field."""
     path = Path(path)

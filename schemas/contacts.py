@@ -111,7 +111,17 @@ def check_headers(
             )
             continue
         guess = _near_miss(header, expected)
-        if guess:
+        if guess and header.strip() == guess:
+            where = (
+                "before and after"
+                if header[0].isspace() and header[-1].isspace()
+                else ("before" if header[0].isspace() else "after")
+            )
+            message = (
+                f"Header {header!r} in column {letter} has spaces {where} {guess}: remove them "
+                f"(it must be exactly {guess})."
+            )
+        elif guess:
             message = (
                 f"Header {header!r} in column {letter} is not exactly {guess}: "
                 f"did you mean {guess}?"

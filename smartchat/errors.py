@@ -14,6 +14,7 @@
     │   └── CampaignNotFound
     ├── CampaignStateError            not allowed in the campaign's state
     │   ├── CampaignFrozen            a launched campaign's contacts can't change
+    │   ├── CampaignAlreadyRunning    the same file with the same chatbot is being sent already
     │   └── CampaignAlreadyReplaced   a campaign is relaunched (replaced) once
     ├── QueryError                    an analyst's SQL was refused (it writes) or failed
     ├── StoreError                    the DuckDB store can't be opened or is not ours
@@ -131,6 +132,11 @@ class CampaignFrozen(CampaignStateError):
         super().__init__(message, campaign_id)
         self.contacts_path = contacts_path
         self.contacts_file = contacts_file
+
+
+class CampaignAlreadyRunning(CampaignStateError):
+    """The identical file with the same chatbot is in a launched campaign: a second launch would
+    text everyone twice, unless it is meant (`--again`)."""
 
 
 class CampaignAlreadyReplaced(CampaignStateError):

@@ -21,14 +21,17 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from schemas.campaigns import check_send_rate
-from schemas.chatbot import Chatbot, check_message_lengths, load_chatbot
+from schemas.chatbot import Chatbot, check_message_lengths, is_chatbot_file, load_chatbot
 from smartchat.errors import (
     CampaignAlreadyReplaced,
+    CampaignAlreadyRunning,
     CampaignFrozen,
+    ChatbotFileError,
     ChatbotLanguageFrozen,
     ChatbotNotFound,
     ContactValidationError,
     NotFoundError,
+    StoreMissing,
 )
 from smartchat.settings import StoreSettings
 from tasks.store import Connection, open_store, write_transaction
@@ -59,6 +62,7 @@ class LaunchPlan:
     rate: float = 10.0  # messages per second
     send: bool = True  # False: stored, not texted (--no-send)
     separate: bool = False  # a file named like a running campaign's is another campaign
+    again: bool = False  # the same file and chatbot as a running campaign: text them twice
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,42 @@ def get_chatbot(conn: Connection, chatbot_id: str, version: int | None = None) -
     raise ChatbotNotFound(f"No chatbot {chatbot_id!r}{listed}.", chatbot_id)
 
 
+def chatbot_definition(store: StoreSettings, ref: str | Path) -> Chatbot:
+    """The chatbot `ref` names, for checking files against: a YAML file, or a registered id
+    (its current version). Reads only."""
+    if is_chatbot_file(ref):
+        return load_chatbot(ref)
+    try:
+        return resolve_chatbot(store, str(ref)).load()
+    except (ChatbotNotFound, StoreMissing) as exc:
+        raise ChatbotFileError(
+            f"No chatbot file {str(ref)!r}, and no chatbot registered with that id in "
+            f"{store.path}: give the chatbot's YAML file or a registered id."
+        ) from exc
+
+
+def chatbot_for_launch(
+    store: StoreSettings, ref: str | Path, *, max_message_chars: int, dry_run: bool
+) -> RegisteredChatbot:
+    """The chatbot version a launch runs: a registered id's current version, or a YAML file,
+    registered on the way as `chatbot add` does (same content, same version). A dry run writes
+    nothing, so it takes a file only once that content is registered."""
+    if not is_chatbot_file(ref):
+        return resolve_chatbot(store, str(ref))
+    if not dry_run:
+        return register_chatbot(store, ref, max_message_chars=max_message_chars).chatbot
+    bot = load_chatbot(ref)
+    with open_store(store, read_only=True) as conn:
+        for version in chatbot_rows.versions(conn, bot.id):
+            if version.content_hash == bot.content_hash:
+                return version
+    raise ChatbotNotFound(
+        f"{ref} is not registered yet, and a dry run writes nothing: add it first "
+        "(chatbot add) or launch without the dry run, which registers it.",
+        bot.id,
+    )
+
+
 # --- launch, relaunch, stop: the steps ----------------------------------------------------------
 
 
@@ -184,7 +224,8 @@ def record_launch(
     With `replaces`, that campaign is stopped in the same transaction (refused if it was already
     replaced). Without it, a file named like the file of a campaign of this chatbot that is still
     launched, but with other contents, is taken for an attempt to change that campaign's frozen
-    contacts and refused, unless `plan.separate` says it is another campaign.
+    contacts and refused, unless `plan.separate` says it is another campaign; and the very
+    same file with the same chatbot as a launched campaign is refused unless `plan.again`.
     """
     contacts_file = Path(contacts_path).name
     new = NewCampaign(
@@ -203,8 +244,11 @@ def record_launch(
         if replaces is not None:
             _check_not_replaced(conn, replaces.id)
             campaign_rows.mark_stopped(conn, replaces.id)
-        elif not plan.separate:
-            _check_not_a_changed_file(conn, new, str(contacts_path))
+        else:
+            if not plan.again:
+                _check_not_running_already(conn, new)
+            if not plan.separate:
+                _check_not_a_changed_file(conn, new, str(contacts_path))
         campaign = campaign_rows.insert(conn, new)
         contact_rows.insert(conn, campaign.id, contacts, custom_data)
         return campaign
@@ -215,20 +259,24 @@ def record_launch(
 
 def launch(
     store: StoreSettings,
-    chatbot_id: str,
+    chatbot_ref: str,
     contacts_path: Path | str,
     *,
     plan: LaunchPlan,
     max_message_chars: int,
     dry_run: bool = False,
 ) -> LaunchResult:
-    """Validate the contacts against the chatbot's latest version, then store them and launch.
+    """Validate the contacts against the chatbot's current version, then store them and launch.
+
+    `chatbot_ref` is a registered id, or a chatbot file (registered as `chatbot add` would).
 
     Raises ContactValidationError (nothing written) for an invalid file. A dry run validates and
     returns what would be sent without writing anything.
     """
     check_send_rate(plan.rate)  # before a long validation
-    chatbot = resolve_chatbot(store, chatbot_id)
+    chatbot = chatbot_for_launch(
+        store, chatbot_ref, max_message_chars=max_message_chars, dry_run=dry_run
+    )
     report = validate_for_launch(chatbot, contacts_path, max_message_chars=max_message_chars)
     if dry_run:
         return LaunchResult(chatbot, report, None)
@@ -300,6 +348,18 @@ def _check_not_replaced(conn: Connection, campaign_id: str) -> None:
             "instead.",
             campaign_id,
             newer,
+        )
+
+
+def _check_not_running_already(conn: Connection, new: NewCampaign) -> None:
+    """The same file launched twice with the same chatbot would text everyone twice."""
+    running = campaign_rows.launched_from_same_contents(conn, new.chatbot_id, new.contacts_sha256)
+    if running is not None:
+        raise CampaignAlreadyRunning(
+            f"Campaign {running} is already running this file with chatbot {new.chatbot_id}: "
+            "launching it again would text every contact twice. Stop that campaign first, or "
+            "launch it again on purpose.",
+            running,
         )
 
 

@@ -53,8 +53,6 @@ class QueryRows:
 
 def campaign_status(store: StoreSettings, campaign_id: str | None = None) -> list[CampaignProgress]:
     """Progress of one campaign, or of all of them, newest first (the `campaign_summary` view)."""
-    if campaign_id is None and not store.path.exists():
-        return []
     with open_store(store, read_only=True) as conn:
         if campaign_id is not None:
             campaign_rows.get(conn, campaign_id)

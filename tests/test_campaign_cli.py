@@ -406,3 +406,58 @@ def test_control_characters_and_huge_values_never_reach_the_terminal_raw(db: Pat
         assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\\x1b[2J\\x07" in card.output
     assert len(huge.output) < 2_000 and "…" in huge.output
+
+
+def test_validate_and_launch_take_a_registered_id_or_a_chatbot_file(tmp_path: Path):
+    db = tmp_path / "s.duckdb"
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(2))
+    unknown = invoke("validate", contacts, "--chatbot", "payment-reminder", "--db", db)
+    assert unknown.exit_code == 2
+    assert "no chatbot registered with that id" in flat(unknown.output)
+    # A file registers on the way, as `chatbot add` does; then its id works everywhere.
+    launched = invoke("launch", "-c", CHATBOT_YAML, "--contacts", contacts, "--db", db, "--json")
+    assert launched.exit_code == 0, launched.output
+    assert json.loads(launched.stdout)["chatbot"] == {"id": "payment-reminder", "version": 1}
+    by_id = invoke("validate", contacts, "--chatbot", "payment-reminder", "--db", db)
+    assert by_id.exit_code == 0 and "2 contacts ready" in flat(by_id.output)
+
+
+def test_header_with_a_trailing_space_says_remove_the_space(tmp_path: Path):
+    contacts = tmp_path / "c.tsv"
+    contacts.write_text("CONTACT \tNAME\tDUE_DATE\tAMOUNT\n+525512345678\tAna\tx\t1\n")
+    result = invoke("validate", contacts, "--chatbot", CHATBOT_YAML, "--json")
+    errors = json.loads(result.stdout)["errors"]
+    assert [e["rule"] for e in errors] == ["header"]
+    assert "has spaces after CONTACT: remove them" in errors[0]["message"]
+    assert "did you mean" not in errors[0]["message"]
+
+
+def test_status_on_a_missing_store_says_there_is_none(tmp_path: Path):
+    result = invoke("status", "--db", tmp_path / "typo.duckdb")
+    assert result.exit_code == 1
+    assert f"No SmartChat database at {tmp_path / 'typo.duckdb'}" in flat(result.output)
+
+
+def test_with_json_an_error_is_a_json_document_on_stdout_too(tmp_path: Path):
+    result = invoke("validate", tmp_path / "missing.tsv", "--chatbot", CHATBOT_YAML, "--json")
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert (error["type"], error["exit_code"]) == ("ContactFileError", 2)
+    assert "was not found" in error["message"]
+
+
+def test_query_piped_into_head_exits_0(db: Path):
+    """The reader closing the pipe early is not an error (`smartchat query --csv | head`)."""
+    smartchat = Path(sys.executable).parent / "smartchat"
+    pipeline = subprocess.run(
+        f"'{smartchat}' query 'SELECT * FROM range(200000)' --csv --db '{db}' | head -n 2; "
+        "exit ${PIPESTATUS[0]}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pipeline.returncode == 0, pipeline.stderr
+    assert pipeline.stdout.splitlines() == ["range", "0"]
+    assert "Traceback" not in pipeline.stderr and "Error" not in pipeline.stderr

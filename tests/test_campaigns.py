@@ -18,6 +18,7 @@ import pytest
 from schemas.campaigns import CampaignStatus
 from smartchat.errors import (
     CampaignAlreadyReplaced,
+    CampaignAlreadyRunning,
     CampaignFrozen,
     CampaignStateError,
     ChatbotError,
@@ -103,9 +104,7 @@ def test_adding_an_earlier_definition_again_makes_it_current(db: Path, tmp_path:
     assert (again.created, again.reactivated) == (False, False)
 
 
-def test_a_fixed_text_over_the_limit_is_refused_when_the_chatbot_is_added(
-    db: Path, tmp_path: Path
-):
+def test_a_fixed_text_over_the_limit_is_refused_when_the_chatbot_is_added(db: Path, tmp_path: Path):
     long = edited_chatbot(tmp_path, "Un asesor te llamará.", "x" * 1_700)
     with pytest.raises(ChatbotError, match="steps.callback.say"):
         register(db, long)
@@ -171,7 +170,7 @@ def test_an_invalid_file_writes_nothing(db: Path, tmp_path: Path):
 def test_a_phone_is_once_per_campaign_but_in_any_number_of_campaigns(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(4))
     first = launch(db, contacts).campaign
-    second = launch(db, contacts).campaign
+    second = launch(db, contacts, again=True).campaign
     assert first and second and first.id != second.id
     assert rows(db, "SELECT count(DISTINCT campaign_id) FROM campaign_contacts") == [(2,)]
 
@@ -207,11 +206,28 @@ def test_a_launched_campaigns_contacts_are_frozen(db: Path, tmp_path: Path):
     assert fixed is not None and fixed.replaces == campaign.id
 
 
+def test_the_same_file_and_chatbot_as_a_running_campaign_is_refused_unless_again(
+    db: Path, tmp_path: Path
+):
+    """Launching the very same file twice would text everyone twice."""
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
+    first = launch(db, contacts).campaign
+    copy = write_contacts(tmp_path / "copy.tsv", contact_rows(3))  # same bytes, other name
+    with pytest.raises(CampaignAlreadyRunning, match=f"Campaign {first.id} is already running"):
+        launch(db, copy)
+    assert rows(db, "SELECT count(*) FROM campaigns") == [(1,)]
+    assert launch(db, copy, again=True).campaign
+    campaigns.stop(at(db), first.id)  # once stopped (and the again one too), nothing is refused
+    for (campaign_id,) in rows(db, "SELECT id FROM campaigns WHERE status = 'launched'"):
+        campaigns.stop(at(db), str(campaign_id))
+    assert launch(db, contacts).campaign
+
+
 def test_only_a_changed_file_of_a_running_campaign_is_refused(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
     first = launch(db, contacts).campaign
-    # The same bytes again: a phone may be in any number of campaigns.
-    assert launch(db, contacts).campaign
+    # The same bytes again, on purpose: a phone may be in any number of campaigns.
+    assert launch(db, contacts, again=True).campaign
     write_contacts(contacts, contact_rows(3, start=100))
     # Another file of the same name, declared a separate campaign.
     assert launch(db, contacts, separate=True).campaign
@@ -226,7 +242,7 @@ def test_a_campaign_keeps_its_chatbot_version(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(3))
     old = launch(db, contacts).campaign
     register(db, edited_chatbot(tmp_path, "name: Payment reminder", "name: v2"))
-    new = launch(db, contacts).campaign
+    new = launch(db, contacts, again=True).campaign
     assert old and new and (old.chatbot_version, new.chatbot_version) == (1, 2)
     relaunched = relaunch(db, old.id, contacts).campaign
     assert relaunched and relaunched.chatbot_version == 1
@@ -345,7 +361,7 @@ def test_the_default_send_rate_is_checked_when_settings_load():
 def test_status_lists_campaigns_newest_first(db: Path, tmp_path: Path):
     contacts = write_contacts(tmp_path / "c.tsv", contact_rows(6))
     first = launch(db, contacts).campaign
-    second = launch(db, contacts).campaign
+    second = launch(db, contacts, again=True).campaign
     assert first and second
     progress = queries.campaign_status(at(db))
     assert [p.campaign_id for p in progress] == [second.id, first.id]
@@ -442,7 +458,7 @@ from tasks.campaigns import LaunchPlan, launch
 from smartchat.settings import StoreSettings
 campaign = launch(
     StoreSettings(path=sys.argv[2]), "payment-reminder", sys.argv[1],
-    plan=LaunchPlan(), max_message_chars=1600,
+    plan=LaunchPlan(again=True), max_message_chars=1600,
 ).campaign
 print(campaign.id, flush=True)
 """
@@ -463,7 +479,7 @@ def insert_then_wait(*args, **kwargs):
 contacts.insert = insert_then_wait
 launch(
     StoreSettings(path=sys.argv[2]), "payment-reminder", sys.argv[1],
-    plan=LaunchPlan(), max_message_chars=1600,
+    plan=LaunchPlan(again=True), max_message_chars=1600,
 )
 """
 

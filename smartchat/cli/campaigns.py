@@ -114,8 +114,9 @@ def launch(
         typer.Option(
             "--chatbot",
             "-c",
-            help="The chatbot's id (see `smartchat chatbot list`).",
-            metavar="ID",
+            help="The chatbot: a registered id (smartchat chatbot list), or its YAML file "
+            "(registered on the way, as chatbot add does).",
+            metavar="ID|FILE",
             show_default=False,
         ),
     ],
@@ -146,6 +147,14 @@ def launch(
             "campaign's contacts: relaunch it instead).",
         ),
     ] = False,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again",
+            help="Launch even though a running campaign of this chatbot has this very file "
+            "(without it, that is refused: its contacts would be texted twice).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -165,6 +174,7 @@ def launch(
         rate=check_send_rate(settings.sending.default_rate if rate is None else rate),
         send=not no_send,
         separate=separate,
+        again=again,
     )
     result = _launching(
         json_output,

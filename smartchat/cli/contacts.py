@@ -6,24 +6,32 @@ import importlib
 import threading
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from smartchat.cli.console import print_json, rows_table, show_validation_report
 from smartchat.cli.errors import UsageError
-from smartchat.cli.options import settings_of
+from smartchat.cli.options import DbOption, settings_of
+from smartchat.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from schemas.chatbot import Chatbot
 
 CHATBOT_OPTION = typer.Option(
-    "--chatbot", "-c", help="The chatbot's YAML file.", show_default=False
+    "--chatbot",
+    "-c",
+    help="The chatbot: its YAML file, or the id of a registered chatbot.",
+    metavar="FILE|ID",
+    show_default=False,
 )
 
 
 def validate(
     ctx: typer.Context,
     contacts: Annotated[Path, typer.Argument(help="The contact file (.tsv or .xlsx).")],
-    chatbot: Annotated[Path, CHATBOT_OPTION],
+    chatbot: Annotated[str, CHATBOT_OPTION],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the full result as JSON (every error).")
     ] = False,
@@ -35,6 +43,7 @@ def validate(
             metavar="FILE.xlsx",
         ),
     ] = None,
+    db: DbOption = None,
 ) -> None:
     """Check a contact file against a chatbot before anything is sent.
 
@@ -48,14 +57,13 @@ def validate(
     # this thread reads the file, which polars and calamine do without holding the GIL.
     warm_up = threading.Thread(target=importlib.import_module, args=("tasks.validation",))
     warm_up.start()
-    from schemas.chatbot import load_chatbot
     from tasks.ingest import read_contacts
 
     console = Console()
     busy = nullcontext() if json_output else console.status("Reading and checking contacts…")
     with busy:
         try:
-            bot = load_chatbot(chatbot)
+            bot = _chatbot(settings.store.at(db), chatbot)
             sheet = read_contacts(contacts)
         finally:
             warm_up.join()
@@ -77,16 +85,17 @@ def validate(
 
 
 def template(
-    chatbot: Annotated[Path, CHATBOT_OPTION],
+    ctx: typer.Context,
+    chatbot: Annotated[str, CHATBOT_OPTION],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the .xlsx template.")
     ] = Path("contacts.xlsx"),
+    db: DbOption = None,
 ) -> None:
     """Write an empty contact file with the chatbot's headers (CONTACT formatted as text)."""
-    from schemas.chatbot import load_chatbot
     from tasks.template import write_template
 
-    bot = load_chatbot(chatbot)
+    bot = _chatbot(settings_of(ctx).store.at(db), chatbot)
     write_template(bot, output)
     Console().print(
         f"Wrote {output}: columns CONTACT, {', '.join(bot.custom_data) or '(no Custom Data)'}."
@@ -124,6 +133,17 @@ def country(
                 "or a calling code (+52)."
             )
         raise typer.Exit(1)
+
+
+def _chatbot(store: StoreSettings, ref: str) -> Chatbot:
+    """The chatbot a file or a registered id names (the store is opened only for an id)."""
+    from schemas.chatbot import is_chatbot_file, load_chatbot
+
+    if is_chatbot_file(ref):
+        return load_chatbot(ref)
+    from tasks.campaigns import chatbot_definition
+
+    return chatbot_definition(store, ref)
 
 
 def register(app: typer.Typer) -> None:

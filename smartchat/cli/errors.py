@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from smartchat.errors import (
     CampaignAlreadyReplaced,
+    CampaignAlreadyRunning,
     CampaignFrozen,
     CampaignNotFound,
     ChatbotFileError,
@@ -55,6 +56,10 @@ def explain(exc: SmartChatError) -> str:
             f"{exc.contacts_path} ({running} was launched from another file named "
             f"{exc.contacts_file}; if this file is a separate campaign, not a fix of {running}, "
             "add --separate.)"
+        )
+    if isinstance(exc, CampaignAlreadyRunning):
+        return (
+            f"{exc.message.removesuffix('.')} (--again); smartchat stop {exc.campaign_id} stops it."
         )
     if isinstance(exc, CampaignAlreadyReplaced):
         return (

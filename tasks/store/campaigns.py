@@ -135,6 +135,16 @@ def launched_from_other_contents(
     return str(rows[0][0]) if rows else None
 
 
+def launched_from_same_contents(conn: Connection, chatbot_id: str, sha256: str) -> str | None:
+    """A still-launched campaign of this chatbot whose contacts came from these very bytes."""
+    rows = conn.execute(
+        "SELECT id FROM campaigns WHERE chatbot_id = ? AND contacts_sha256 = ? AND status = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT 1",
+        [chatbot_id, sha256, CampaignStatus.LAUNCHED.value],
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
 def progress(conn: Connection, campaign_id: str | None = None) -> list[CampaignProgress]:
     """`campaign_summary` rows, of one campaign or all of them, newest first."""
     return fetch_all(
