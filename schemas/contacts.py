@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from schemas.chatbot import CONTACT_HEADER
+from schemas.pandera_polars import import_pandera_polars
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -254,7 +255,9 @@ def contact_schema(columns: list[str], max_chars: int | None) -> pa.DataFrameSch
     `max_chars` is None when a Unique ID column is missing: messages can't be rendered then, and
     the missing header is already reported.
     """
-    import pandera.polars as pa  # ~0.5 s of imports: only when a file is actually validated
+    # ~0.5 s of imports, only when a file is actually validated; never pandas (see the module).
+    import_pandera_polars()
+    import pandera.polars as pa
 
     blank = pa.Check(_not_blank, name="blank")
     control = pa.Check(_no_control_characters, name="control_character")

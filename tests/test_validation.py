@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import phonenumbers
@@ -78,7 +81,7 @@ def test_headers_in_any_order(tmp_path, bot):
     assert report.previews[0][1].startswith("Hola Ana, tu pago de 1500 vence el 2026-12-01")
 
 
-@pytest.mark.parametrize("header", ["contact", " CONTACT", "Contact"])
+@pytest.mark.parametrize("header", ["contact", "Contact", "CONTACT_"])
 def test_near_miss_contact_header(tmp_path, bot, header):
     path = write_tsv(
         tmp_path / "c.tsv",
@@ -323,3 +326,27 @@ def test_control_characters_in_cells_are_refused_but_a_line_break_is_kept(tmp_pa
     assert found == [("control_character", 2, "B"), ("control_character", 3, "D")]
     assert "U+001B (ESC) at character 4" in report.errors[0].message
     assert "U+0007 (BEL)" in report.errors[1].message
+
+
+def test_pandera_loads_without_importing_pandas_even_where_it_is_installed(tmp_path):
+    """pandera imports pandas whenever it can (0.7 s per validate): a pandas on the path must
+    stay unimported, and stay importable afterwards."""
+    fake = tmp_path / "pandas"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import sys\nsys.stderr.write('PANDAS IMPORTED\\n')\n")
+    script = (
+        "import sys\n"
+        "from schemas.pandera_polars import import_pandera_polars\n"
+        "import_pandera_polars()\n"
+        "import pandera.polars\n"
+        "assert 'pandas' not in sys.modules\n"
+        "import pandas\n"  # still there for whoever wants it
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert done.stderr.count("PANDAS IMPORTED") == 1  # only by the script's own import
