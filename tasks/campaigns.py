@@ -277,18 +277,9 @@ def launch(
     chatbot = chatbot_for_launch(
         store, chatbot_ref, max_message_chars=max_message_chars, dry_run=dry_run
     )
-    report = validate_for_launch(chatbot, contacts_path, max_message_chars=max_message_chars)
-    if dry_run:
-        return LaunchResult(chatbot, report, None)
-    campaign = record_launch(
-        store,
-        chatbot,
-        report.contacts,
-        contacts_path=contacts_path,
-        contacts_sha256=report.file_sha256,
-        plan=plan,
+    return _validate_and_record(
+        store, chatbot, contacts_path, plan, max_message_chars=max_message_chars, dry_run=dry_run
     )
-    return LaunchResult(chatbot, report, campaign)
 
 
 def relaunch(
@@ -310,12 +301,30 @@ def relaunch(
         old = campaign_rows.get(conn, campaign_id)
         _check_not_replaced(conn, old.id)  # early, before a long validation; again when writing
         chatbot = get_chatbot(conn, old.chatbot_id, old.chatbot_version)
-    report = validate_for_launch(chatbot, contacts_path, max_message_chars=max_message_chars)
     plan = LaunchPlan(
         name=name or old.name,
         rate=old.send_rate,
         send=old.send_enabled if send is None else send,
     )
+    return _validate_and_record(
+        store, chatbot, contacts_path, plan, max_message_chars=max_message_chars, replaces=old
+    )
+
+
+def _validate_and_record(
+    store: StoreSettings,
+    chatbot: RegisteredChatbot,
+    contacts_path: Path | str,
+    plan: LaunchPlan,
+    *,
+    max_message_chars: int,
+    replaces: Campaign | None = None,
+    dry_run: bool = False,
+) -> LaunchResult:
+    """Launch steps 2 and 3, as `launch` and `relaunch` run them in one process."""
+    report = validate_for_launch(chatbot, contacts_path, max_message_chars=max_message_chars)
+    if dry_run:
+        return LaunchResult(chatbot, report, None)
     campaign = record_launch(
         store,
         chatbot,
@@ -323,7 +332,7 @@ def relaunch(
         contacts_path=contacts_path,
         contacts_sha256=report.file_sha256,
         plan=plan,
-        replaces=old,
+        replaces=replaces,
     )
     return LaunchResult(chatbot, report, campaign)
 
