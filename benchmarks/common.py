@@ -28,13 +28,18 @@ main()
 """
 
 
-def run_smartchat(*args: str, ok: tuple[int, ...] = (0,)) -> tuple[float, float, int]:
-    """Run `smartchat ARGS` as its own process: (wall seconds, peak RSS in MB, exit code)."""
+def run_smartchat(
+    *args: str, ok: tuple[int, ...] = (0,), python: str = sys.executable
+) -> tuple[float, float, int]:
+    """Run `smartchat ARGS` as its own process: (wall seconds, peak RSS in MB, exit code).
+
+    `python`: another environment's interpreter with smartchat installed (e.g. with pandas).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = Path(tmp) / "peak-kb"
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-c", _CLI, *args],
+            [python, "-c", _CLI, *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, "SMARTCHAT_BENCH_PEAK": str(peak_file)},
