@@ -461,3 +461,37 @@ def test_query_piped_into_head_exits_0(db: Path):
     assert pipeline.returncode == 0, pipeline.stderr
     assert pipeline.stdout.splitlines() == ["range", "0"]
     assert "Traceback" not in pipeline.stderr and "Error" not in pipeline.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("SMARTCHAT_STORE_LOCK_TIMEOUT", "abc", "a number above 0, at most 3600"),
+        ("SMARTCHAT_STORE_LOCK_TIMEOUT", "0", "a number above 0, at most 3600"),
+        ("SMARTCHAT_STORE_LOCK_TIMEOUT", "nan", "a number above 0, at most 3600"),
+        ("SMARTCHAT_MAX_MESSAGE_CHARS", "-5", "a whole number from 1 to 1600"),
+        ("SMARTCHAT_DEFAULT_SEND_RATE", "inf", "a number above 0"),
+        ("SMARTCHAT_REPORT_SAMPLE", "many", "a whole number of at least 1"),
+    ],
+)
+def test_a_bad_setting_stops_every_command_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, accepted: str
+):
+    monkeypatch.setenv(variable, value)
+    result = invoke("status", "--db", tmp_path / "s.duckdb")
+    assert result.exit_code == 2
+    assert f"{variable}={value!r} is not valid" in flat(result.output)
+    assert accepted in flat(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_the_auth_token_is_never_repeated_back(monkeypatch: pytest.MonkeyPatch):
+    from smartchat.errors import SettingsError
+    from smartchat.settings import load_settings
+
+    settings = load_settings({"SMARTCHAT_AUTH_TOKEN": "s3cret-token"})
+    assert "s3cret-token" not in repr(settings) and "s3cret-token" not in str(settings)
+    assert settings.gateway.auth_token.get_secret_value() == "s3cret-token"
+    with pytest.raises(SettingsError) as err:
+        load_settings({"SMARTCHAT_AUTH_TOKEN": "s3cret-token", "SMARTCHAT_GATEWAY_TIMEOUT": "x"})
+    assert "s3cret-token" not in str(err.value)
