@@ -51,7 +51,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -90,9 +90,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# "si claro", "no gracias": the few words a contact wraps an answer in, for `match: words`.
+MAX_WORDS = 6
+_NUMBERED = re.compile(r"(?:^|\s)([1-9])\s*[.):-]")
+
+
+def _seconds(value: object) -> object:
+    """`expire_after: 24h` (also 90s, 30m, 2d, or plain seconds) as seconds."""
+    if isinstance(value, str) and (found := DURATION.match(value)):
+        return float(found.group(1)) * _UNIT_SECONDS[(found.group(2) or "s").lower()]
+    return value
+
+
 class Reply(_Strict):
     when: list[Annotated[str, BeforeValidator(_as_text)]] = Field(min_length=1)
     goto: str
+    # "exact": the whole reply is one of `when`. "words": one of `when` among a few words
+    # ("si claro"), opted into per option because "no sé si pueda" must not be a yes.
+    match: Literal["exact", "words"] = "exact"
 
 
 class Step(_Strict):
@@ -112,12 +129,39 @@ class Step(_Strict):
             yield "otherwise", self.otherwise
 
     def match(self, reply: str) -> Reply | None:
-        """The option a contact's reply selects, or None (then `otherwise` is sent)."""
+        """The option a contact's reply selects, or None (then `otherwise` is sent).
+
+        In order: the whole reply is an answer of an option; the reply is a number N and the
+        message lists numbered options ("1) Sí  2) No"): the Nth option; an option with
+        `match: words` has an answer among the reply's few words, and no other option does.
+        """
         key = normalize_reply(reply)
         for option in self.replies:
             if key in {normalize_reply(w) for w in option.when}:
                 return option
-        return None
+        if key.isdigit() and self.numbered and 1 <= int(key) <= len(self.replies):
+            return self.replies[int(key) - 1]
+        words = key.split()
+        if not words or len(words) > MAX_WORDS:
+            return None
+        found = [
+            option
+            for option in self.replies
+            if option.match == "words"
+            and any(_contains_words(words, normalize_reply(w).split()) for w in option.when)
+        ]
+        return found[0] if len(found) == 1 else None
+
+    @property
+    def numbered(self) -> bool:
+        """The message lists its options by number (1 and 2 at least: "1) Sí 2) No")."""
+        listed = {int(n) for n in _NUMBERED.findall(self.say)}
+        return {1, 2} <= listed if len(self.replies) > 1 else 1 in listed
+
+
+def _contains_words(words: list[str], answer: list[str]) -> bool:
+    n = len(answer)
+    return n > 0 and any(words[i : i + n] == answer for i in range(len(words) - n + 1))
 
 
 class Chatbot(_Strict):
@@ -127,11 +171,27 @@ class Chatbot(_Strict):
     custom_data: list[str] = Field(default_factory=list)
     start: str
     steps: dict[str, Step] = Field(min_length=1)
+    # A conversation with no reply for this long ends as expired (`24h`, `30m`, `90s`).
+    expire_after: Annotated[float, BeforeValidator(_seconds)] = Field(default=86400.0, gt=0)
+    # Replies in a row that match no option before the conversation ends (each gets `otherwise`).
+    max_misses: int = Field(default=3, ge=1, le=100)
 
     @cached_property
     def content_hash(self) -> str:
-        """Identifies a version: the same definition hashes the same, whatever its YAML layout."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        """Identifies a version: the same definition hashes the same, whatever its YAML layout.
+
+        Settings left at their defaults are not part of it, so a definition written before they
+        existed keeps its version.
+        """
+        definition = self.model_dump(mode="json")
+        for name in ("expire_after", "max_misses"):
+            if definition[name] == Chatbot.model_fields[name].default:
+                del definition[name]
+        for step in definition["steps"].values():
+            for option in step["replies"]:
+                if option["match"] == "exact":
+                    del option["match"]
+        canonical = json.dumps(definition, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def messages(self) -> Iterator[tuple[str, str, str]]:

@@ -10,6 +10,7 @@ from schemas.chatbot import load_chatbot, normalize_reply
 from smartchat.errors import ChatbotError
 
 ROOT = Path(__file__).resolve().parents[1]
+CHATBOT_YAML = ROOT / "data" / "payment-reminder.yaml"
 ISSUE_EXAMPLE = ROOT / "data" / "payment-reminder.yaml"
 
 VALID = """\
@@ -180,3 +181,64 @@ def test_unknown_region_is_refused(tmp_path):
     assert "'en-ZZ' is not a known language tag" in problems_of(
         tmp_path, VALID.replace("language: en", "language: en-ZZ")
     )
+
+
+MENU = """
+id: menu
+name: Menu
+language: en
+start: ask
+expire_after: 30m
+max_misses: 2
+steps:
+  ask:
+    say: "Will you pay on time? 1) Yes 2) No 3) Call me"
+    replies:
+      - when: ["yes", "y"]
+        goto: thanks
+        match: words
+      - when: ["no"]
+        goto: bye
+      - when: ["call me"]
+        goto: bye
+        match: words
+    otherwise: "Sorry, answer 1, 2 or 3."
+  thanks:
+    say: "Thanks!"
+  bye:
+    say: "Bye."
+"""
+
+
+@pytest.mark.parametrize(
+    ("reply", "goto"),
+    [
+        ("2", "bye"),  # numbered: the message lists 1) 2) 3)
+        (" 1 ", "thanks"),
+        ("4", None),  # no fourth option
+        ("yes of course", "thanks"),  # `match: words`: a few words around an answer
+        ("please call me back", "bye"),
+        ("yes call me", None),  # two options' answers: ambiguous, so the fallback
+        ("no thanks", None),  # `no` is exact-only: "no sé si pueda" must not be a no
+        ("well yes but it is really a very long sentence", None),  # more than a few words
+    ],
+)
+def test_numbered_options_and_the_words_matcher(tmp_path, reply, goto):
+    step = load_chatbot(write(tmp_path, MENU)).steps["ask"]
+    option = step.match(reply)
+    assert (option.goto if option else None) == goto
+
+
+def test_numbers_match_only_when_the_message_lists_them(tmp_path):
+    bot = load_chatbot(CHATBOT_YAML)
+    assert bot.steps["ask"].match("1") is None  # "Responde SI o NO" lists no numbers
+
+
+def test_expiry_and_miss_limit_and_their_defaults(tmp_path):
+    menu = load_chatbot(write(tmp_path, MENU))
+    assert (menu.expire_after, menu.max_misses) == (1800.0, 2)
+    plain = load_chatbot(CHATBOT_YAML)
+    assert (plain.expire_after, plain.max_misses) == (86400.0, 3)
+    # Settings at their defaults don't change a definition's version.
+    spelled = CHATBOT_YAML.read_text(encoding="utf-8") + "expire_after: 24h\nmax_misses: 3\n"
+    assert load_chatbot(write(tmp_path, spelled)).content_hash == plain.content_hash
