@@ -9,6 +9,7 @@
     │   └── ChatbotLanguageFrozen     a chatbot id registered again in another language
     ├── InvalidSendRate               a send rate that is not a finite number above 0
     ├── OutputFileError               a file or folder we were asked to write can't be written
+    │   └── OutputFileExists          it exists, and is not to be replaced without being asked
     ├── NotFoundError                 an id that does not exist
     │   ├── ChatbotNotFound
     │   └── CampaignNotFound
@@ -95,6 +96,10 @@ class OutputFileError(SmartChatError):
     def __init__(self, message: str, path: Path) -> None:
         super().__init__(message)
         self.path = path
+
+
+class OutputFileExists(OutputFileError):
+    """Writing would replace a file the user may have filled in; nothing was written."""
 
 
 class NotFoundError(SmartChatError):

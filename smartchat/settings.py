@@ -43,9 +43,28 @@ class ValidationSettings(BaseModel):
 
 
 class SendingSettings(BaseModel):
+    """How the sender works through a campaign (tasks.sending): batches, concurrency, retries."""
+
     model_config = _FROZEN
 
     default_rate: float = Field(default=10.0, gt=0, le=100_000, allow_inf_nan=False)
+    # A batch is marked `sending` in one transaction before its first request and recorded in
+    # one after its last; `stop` takes effect between batches. At low rates a batch holds at
+    # most `batch_seconds` of sending, so a stop acts within seconds, not minutes.
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_seconds: float = Field(default=5.0, gt=0, le=3600, allow_inf_nan=False)
+    # Requests in flight at once (the connection pool's size): 50 keeps a loopback aggregator
+    # busy at 5,000/s and a real one at 50 ms latency at 1,000/s (benchmarks/bench_send.py).
+    concurrency: int = Field(default=50, ge=1, le=1000)
+    # Requests per message for transient failures (5xx, timeouts, resets, queue full) before
+    # it is recorded failed with the last reason; 429s wait their Retry-After and don't count.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    # First retry wait in seconds, doubled each retry (with jitter), at most `retry_max_wait`.
+    retry_backoff: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
+    retry_max_wait: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+    # A request whose answer was lost (timeout, reset, 5xx) may still reach the aggregator: it
+    # is looked for in the aggregator's list this many seconds later, and resent only if absent.
+    reconcile_delay: float = Field(default=2.0, ge=0, le=600, allow_inf_nan=False)
 
 
 class GatewaySettings(BaseModel):
@@ -107,6 +126,42 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
         "sending",
         "default_rate",
         "messages per second: a number above 0, at most 100000",
+    ),
+    "SMARTCHAT_SEND_BATCH_SIZE": (
+        "sending",
+        "batch_size",
+        "messages per send batch: a whole number from 1 to 100000",
+    ),
+    "SMARTCHAT_SEND_BATCH_SECONDS": (
+        "sending",
+        "batch_seconds",
+        "seconds of sending per batch at the campaign's rate: a number above 0, at most 3600",
+    ),
+    "SMARTCHAT_SEND_CONCURRENCY": (
+        "sending",
+        "concurrency",
+        "requests in flight to the aggregator: a whole number from 1 to 1000",
+    ),
+    "SMARTCHAT_SEND_MAX_ATTEMPTS": (
+        "sending",
+        "max_attempts",
+        "requests per message before a transient failure is final: a whole number from 1 to 100",
+    ),
+    "SMARTCHAT_SEND_RETRY_BACKOFF": (
+        "sending",
+        "retry_backoff",
+        "seconds before the first retry (doubled each time): a number above 0, at most 60",
+    ),
+    "SMARTCHAT_SEND_RETRY_MAX_WAIT": (
+        "sending",
+        "retry_max_wait",
+        "the longest wait between retries in seconds: a number above 0, at most 3600",
+    ),
+    "SMARTCHAT_SEND_RECONCILE_DELAY": (
+        "sending",
+        "reconcile_delay",
+        "seconds before a request whose answer was lost is looked for at the aggregator: "
+        "a number from 0 to 600",
     ),
     "SMARTCHAT_GATEWAY_URL": ("gateway", "url", "the aggregator's base URL"),
     "SMARTCHAT_ACCOUNT_SID": ("gateway", "account_sid", "the aggregator's account SID"),

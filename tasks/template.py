@@ -10,19 +10,32 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
 from schemas.chatbot import CONTACT_HEADER, Chatbot
-from smartchat.errors import UsageError
+from smartchat.errors import OutputFileError
+from tasks.safe_write import atomic_output
 
 # Excel applies a column's style to the cells typed into it later: formatting CONTACT as Text is
 # what stops Excel turning +525500001111 into the number 525500001111.
 TEXT = "@"
 
 
-def write_template(chatbot: Chatbot, out: Path | str) -> Path:
+def write_template(chatbot: Chatbot, out: Path | str, *, overwrite: bool = False) -> Path:
+    """Write the template to `out` (.xlsx); an existing file is replaced only with `overwrite`.
+
+    A template is where people type their contacts: writing over one by mistake loses them, so
+    an existing `out` is refused (OutputFileError) unless the caller asked to overwrite it.
+    Complete or not written at all (see tasks.safe_write).
+    """
     out = Path(out)
     if out.suffix.lower() != ".xlsx":
-        raise UsageError(
-            f"The template is an .xlsx file: name it e.g. contacts.xlsx, not {out.name!r}."
+        raise OutputFileError(
+            f"The template is an .xlsx file: name it e.g. contacts.xlsx, not {out.name!r}.", out
         )
+    with atomic_output(out, what="the template", overwrite=overwrite) as path:
+        _write_workbook(chatbot, path)
+    return out
+
+
+def _write_workbook(chatbot: Chatbot, path: Path) -> None:
     book = Workbook()
     sheet = book.active
     assert sheet is not None
@@ -41,8 +54,4 @@ def write_template(chatbot: Chatbot, out: Path | str) -> Path:
         "smartchat",
     )
     sheet.freeze_panes = "A2"
-    try:
-        book.save(out)
-    except OSError as exc:
-        raise UsageError(f"Can't write {out}: {exc.strerror or exc}.") from None
-    return out
+    book.save(path)

@@ -216,3 +216,26 @@ def test_report_keeps_rows_in_place_and_writes_values_as_inert_text(tmp_path):
 def test_country_without_a_query_is_a_usage_error(query):
     result = invoke("country", query)
     assert result.exit_code == 2 and "calling code" in result.output
+
+
+def test_template_never_overwrites_without_force(tmp_path: Path):
+    out = tmp_path / "contacts.xlsx"
+    out.write_bytes(b"the user's filled-in workbook")
+    refused = runner.invoke(app, ["template", "-c", str(BOT), "-o", str(out)])
+    assert refused.exit_code == 2
+    assert "already exists; nothing was written" in " ".join(refused.output.split())
+    assert "--force" in refused.output
+    assert out.read_bytes() == b"the user's filled-in workbook"
+    forced = runner.invoke(app, ["template", "-c", str(BOT), "-o", str(out), "--force"])
+    assert forced.exit_code == 0 and out.read_bytes()[:2] == b"PK"
+
+
+def test_a_report_onto_the_contact_file_is_refused_before_anything_is_read(tmp_path: Path):
+    contacts = tmp_path / "c.xlsx"
+    contacts.write_bytes(b"not even read")
+    result = runner.invoke(
+        app, ["validate", str(contacts), "-c", str(BOT), "--report", str(tmp_path / "." / "c.xlsx")]
+    )
+    assert result.exit_code == 2
+    assert "would overwrite the contact file" in " ".join(result.output.split())
+    assert contacts.read_bytes() == b"not even read"

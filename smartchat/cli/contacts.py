@@ -51,8 +51,10 @@ def validate(
     row and column), 2 when it can't be read.
     """
     settings = settings_of(ctx)
-    if report is not None and report.suffix.lower() != ".xlsx":
-        raise UsageError(f"--report must name an .xlsx file, not {report.name!r}.")
+    if report is not None:
+        from tasks.error_report import check_report_path
+
+        check_report_path(report, contacts)  # before the long part: a wrong path is cheap to fix
     # The validation stack (pandera, numpy: ~0.5 s of imports) loads on the second core while
     # this thread reads the file, which polars and calamine do without holding the GIL.
     warm_up = threading.Thread(target=importlib.import_module, args=("tasks.validation",))
@@ -90,13 +92,16 @@ def template(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the .xlsx template.")
     ] = Path("contacts.xlsx"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the output file if it exists.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Write an empty contact file with the chatbot's headers (CONTACT formatted as text)."""
     from tasks.template import write_template
 
     bot = _chatbot(settings_of(ctx).store.at(db), chatbot)
-    write_template(bot, output)
+    write_template(bot, output, overwrite=force)
     Console().print(
         f"Wrote {output}: columns CONTACT, {', '.join(bot.custom_data) or '(no Custom Data)'}."
     )

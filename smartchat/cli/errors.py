@@ -19,6 +19,7 @@ from smartchat.errors import (
     GatewayUnavailable,
     InvalidSendRate,
     OutputFileError,
+    OutputFileExists,
     SettingsError,
     SmartChatError,
     StoreMissing,
@@ -36,6 +37,7 @@ _EXIT_2: tuple[type[SmartChatError], ...] = (
     ContactFileError,
     ChatbotFileError,
     OutputFileError,
+    OutputFileExists,
     InvalidSendRate,
     GatewayUnauthorized,
     GatewayUnavailable,
@@ -80,6 +82,8 @@ def explain(exc: SmartChatError) -> str:
             f"{exc.message} `smartchat chatbot add FILE.yaml` creates it (or point --db / "
             "SMARTCHAT_DB at the right file)."
         )
+    if isinstance(exc, OutputFileExists):
+        return f"{exc.message} Choose another name, or --force to replace it."
     if isinstance(exc, InvalidSendRate):
         return f"--rate must be {exc.REQUIREMENT}, not {exc.rate:g}."
     return exc.message
