@@ -27,6 +27,7 @@ def launch_campaign(
     send: bool = True,
     separate: bool = False,
     again: bool = False,
+    sheet: str | None = None,
 ) -> dict[str, Any]:
     """Launch `contacts_path` with the chatbot's latest version; returns the campaign.
 
@@ -34,6 +35,7 @@ def launch_campaign(
     SMARTCHAT_DB). `separate`: launch even though a running campaign of this chatbot came from
     another file of the same name (otherwise refused as an attempt to change its contacts).
     `again`: launch even though a running campaign of this chatbot has this very file.
+    `sheet`: the .xlsx sheet (name or number), default the first visible one with values.
     """
     settings = load_settings()
     store = settings.store.at(db)
@@ -45,7 +47,7 @@ def launch_campaign(
         again=again,
     )
     validated = validate_for_launch_task(
-        store, chatbot_id, contacts_path, settings.validation.max_message_chars
+        store, chatbot_id, contacts_path, settings.validation.max_message_chars, sheet
     )
     try:
         return record_launch_task(store, validated, plan)

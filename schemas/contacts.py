@@ -33,6 +33,7 @@ ROW = "row"
 RULES: dict[str, str] = {
     "header": "Column headers",
     "extra_value": "Values outside the header's columns",
+    "formula_error": "Formulas that give an error or have no saved result",
     "no_contacts": "No contacts",
     "blank": "Empty cells",
     "control_character": "Invisible control characters in cells",
@@ -160,6 +161,42 @@ def check_header_row(expected: list[str], first_value_row: int | None) -> Contac
     else:
         message = f"The file is empty: row 1 must hold the headers ({names})."
     return ContactIssue(1, None, None, None, "header", message)
+
+
+def check_header_on_row_1(expected: list[str], header_row: int) -> ContactIssue:
+    """Rule `header`, for a title above the headers: one finding, not one per value."""
+    return ContactIssue(
+        header_row,
+        None,
+        None,
+        None,
+        "header",
+        f"The headers are on row {header_row}, but they must be on row 1 "
+        f"({', '.join(expected)}): delete the rows above them.",
+    )
+
+
+def check_formula_cells(
+    error_cells: list[tuple[int, int, str]], positions: dict[str, int], no_saved_result: str
+) -> list[ContactIssue]:
+    """Rule `formula_error`: a cell whose formula gives an error, or was never calculated."""
+    names = {i: name for name, i in positions.items()}
+    issues = []
+    for row, col, error in error_cells:
+        name = names.get(col - 1)
+        if name is None:
+            continue  # under no header: the header rules speak of that column
+        if error == no_saved_result:
+            message = (
+                "This cell holds a formula without a saved result (the file was never opened "
+                "in a spreadsheet program): open and save it in Excel or Calc, or type the value."
+            )
+        else:
+            message = f"The formula in this cell gives {error}: fix the formula or type the value."
+        issues.append(
+            ContactIssue(row, name, column_letter(col - 1), error, "formula_error", message)
+        )
+    return issues
 
 
 def _near_miss(header: str, expected: list[str]) -> str | None:

@@ -41,12 +41,17 @@ class ValidatedContacts(BaseModel):
     contacts_sha256: str
     contact_count: int
     staged: str
+    contacts_sheet: str | None = None
 
 
 # A contact file can change under the same path between runs: never reuse a cached verdict.
 @task(name="validate-campaign-contacts", cache_policy=NO_CACHE)
 def validate_for_launch_task(
-    store: StoreSettings, chatbot_id: str, contacts_path: str, max_message_chars: int
+    store: StoreSettings,
+    chatbot_id: str,
+    contacts_path: str,
+    max_message_chars: int,
+    sheet: str | None = None,
 ) -> ValidatedContacts:
     """Launch steps 1 and 2, publishing the report as a table artifact whatever it says.
 
@@ -55,7 +60,7 @@ def validate_for_launch_task(
     chatbot = campaigns.resolve_chatbot(store, chatbot_id)
     try:
         report = campaigns.validate_for_launch(
-            chatbot, contacts_path, max_message_chars=max_message_chars
+            chatbot, contacts_path, max_message_chars=max_message_chars, sheet=sheet
         )
     except ContactValidationError as exc:
         publish_validation_report(exc.report, key=VALIDATION_ARTIFACT)
@@ -75,6 +80,7 @@ def validate_for_launch_task(
         contacts_sha256=report.file_sha256,
         contact_count=report.contact_count,
         staged=str(staged),
+        contacts_sheet=report.sheet_name,
     )
 
 
@@ -119,6 +125,7 @@ def record_launch_task(
         contacts_path=validated.contacts_path,
         contacts_sha256=validated.contacts_sha256,
         plan=plan,
+        contacts_sheet=validated.contacts_sheet,
     )
     # Only after the commit: a retry of this task still finds its rows.
     discard_staged(validated)

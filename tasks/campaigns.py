@@ -191,13 +191,19 @@ def resolve_chatbot(
 
 
 def validate_for_launch(
-    chatbot: RegisteredChatbot, contacts_path: Path | str, *, max_message_chars: int
+    chatbot: RegisteredChatbot,
+    contacts_path: Path | str,
+    *,
+    max_message_chars: int,
+    sheet: str | int | None = None,
 ) -> ValidationReport:
     """Launch step 2: the same check as `validate`; an invalid file raises with the report."""
     # Imported here: pandera's import costs ~1 s that `status` and `query` need not pay.
     from tasks.validation import check_contact_file
 
-    report = check_contact_file(contacts_path, chatbot.load(), max_message_chars=max_message_chars)
+    report = check_contact_file(
+        contacts_path, chatbot.load(), max_message_chars=max_message_chars, sheet=sheet
+    )
     if not report.valid:
         problems = len(report.errors)
         raise ContactValidationError(
@@ -217,6 +223,7 @@ def record_launch(
     contacts_sha256: str,
     plan: LaunchPlan,
     replaces: Campaign | None = None,
+    contacts_sheet: str | None = None,
 ) -> Campaign:
     """Launch step 3: contacts, file hash and the launched campaign in ONE transaction, so a
     crash (even kill -9) leaves either no campaign or a whole one.
@@ -238,6 +245,7 @@ def record_launch(
         send_rate=check_send_rate(plan.rate),
         send_enabled=plan.send,
         replaces=replaces.id if replaces else None,
+        contacts_sheet=contacts_sheet,
     )
     custom_data = chatbot.load().custom_data
     with write_transaction(store) as conn:
@@ -265,6 +273,7 @@ def launch(
     plan: LaunchPlan,
     max_message_chars: int,
     dry_run: bool = False,
+    sheet: str | int | None = None,
 ) -> LaunchResult:
     """Validate the contacts against the chatbot's current version, then store them and launch.
 
@@ -278,7 +287,13 @@ def launch(
         store, chatbot_ref, max_message_chars=max_message_chars, dry_run=dry_run
     )
     return _validate_and_record(
-        store, chatbot, contacts_path, plan, max_message_chars=max_message_chars, dry_run=dry_run
+        store,
+        chatbot,
+        contacts_path,
+        plan,
+        max_message_chars=max_message_chars,
+        dry_run=dry_run,
+        sheet=sheet,
     )
 
 
@@ -290,6 +305,7 @@ def relaunch(
     max_message_chars: int,
     send: bool | None = None,
     name: str | None = None,
+    sheet: str | int | None = None,
 ) -> LaunchResult:
     """The FAQ's fix for a wrong file: stop X and launch its chatbot version and settings again.
 
@@ -307,7 +323,13 @@ def relaunch(
         send=old.send_enabled if send is None else send,
     )
     return _validate_and_record(
-        store, chatbot, contacts_path, plan, max_message_chars=max_message_chars, replaces=old
+        store,
+        chatbot,
+        contacts_path,
+        plan,
+        max_message_chars=max_message_chars,
+        replaces=old,
+        sheet=sheet,
     )
 
 
@@ -320,9 +342,12 @@ def _validate_and_record(
     max_message_chars: int,
     replaces: Campaign | None = None,
     dry_run: bool = False,
+    sheet: str | int | None = None,
 ) -> LaunchResult:
     """Launch steps 2 and 3, as `launch` and `relaunch` run them in one process."""
-    report = validate_for_launch(chatbot, contacts_path, max_message_chars=max_message_chars)
+    report = validate_for_launch(
+        chatbot, contacts_path, max_message_chars=max_message_chars, sheet=sheet
+    )
     if dry_run:
         return LaunchResult(chatbot, report, None)
     campaign = record_launch(
@@ -333,6 +358,7 @@ def _validate_and_record(
         contacts_sha256=report.file_sha256,
         plan=plan,
         replaces=replaces,
+        contacts_sheet=report.sheet_name,
     )
     return LaunchResult(chatbot, report, campaign)
 
@@ -362,7 +388,9 @@ def _check_not_replaced(conn: Connection, campaign_id: str) -> None:
 
 def _check_not_running_already(conn: Connection, new: NewCampaign) -> None:
     """The same file launched twice with the same chatbot would text everyone twice."""
-    running = campaign_rows.launched_from_same_contents(conn, new.chatbot_id, new.contacts_sha256)
+    running = campaign_rows.launched_from_same_contents(
+        conn, new.chatbot_id, new.contacts_sha256, new.contacts_sheet
+    )
     if running is not None:
         raise CampaignAlreadyRunning(
             f"Campaign {running} is already running this file with chatbot {new.chatbot_id}: "

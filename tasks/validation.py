@@ -23,7 +23,9 @@ from schemas.contacts import (
     RULES,
     ContactIssue,
     check_extra_values,
+    check_formula_cells,
     check_has_contacts,
+    check_header_on_row_1,
     check_header_row,
     check_headers,
     column_letter,
@@ -33,7 +35,7 @@ from schemas.contacts import (
 from schemas.pandera_polars import import_pandera_polars
 from tasks import sms
 from tasks.countries import country_for_calling_code, country_for_region
-from tasks.ingest import ContactSheet, read_contacts
+from tasks.ingest import NO_SAVED_RESULT, ContactSheet, read_contacts
 from tasks.phones import RULE_FORMAT, check_phones, explain_phone
 
 # Loaded before anything else imports pandera, so that pandera never imports pandas (0.7 s).
@@ -86,6 +88,8 @@ class ValidationReport:
     segments: list[MessageSegments] = field(default_factory=list)
     previews: list[tuple[str, str]] = field(default_factory=list)
     file_sha256: str = ""  # of the bytes validated (tasks.ingest), recorded by a launch
+    sheet_name: str | None = None  # the .xlsx sheet read
+    notices: list[str] = field(default_factory=list)  # worth saying, not errors (other sheets)
 
     def error_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -98,7 +102,9 @@ class ValidationReport:
             "valid": self.valid,
             "contacts": self.contact_count,
             "file": self.source,
+            "sheet": self.sheet_name,
             "chatbot": self.chatbot_id,
+            "notices": self.notices,
             "error_counts": self.error_counts(),
             "errors": [e.to_json() for e in self.errors],
             "countries": [asdict(c) for c in self.countries],
@@ -108,11 +114,16 @@ class ValidationReport:
 
 
 def check_contact_file(
-    contacts_path: Path | str, chatbot: Chatbot, *, max_message_chars: int
+    contacts_path: Path | str,
+    chatbot: Chatbot,
+    *,
+    max_message_chars: int,
+    sheet: str | int | None = None,
 ) -> ValidationReport:
-    """Read and check a contact file; raises ContactFileError only when it can't be read at all."""
-    sheet = read_contacts(contacts_path)
-    return validate_sheet(sheet, chatbot, max_message_chars=max_message_chars)
+    """Read and check a contact file (`sheet`: which .xlsx sheet, default the first visible one
+    with values); raises ContactFileError only when it can't be read at all."""
+    read = read_contacts(contacts_path, sheet)
+    return validate_sheet(read, chatbot, max_message_chars=max_message_chars)
 
 
 def validate_sheet(
@@ -124,10 +135,16 @@ def validate_sheet(
     blame for it.
     """
     check_message_lengths(chatbot, max_message_chars, source=chatbot.id)
+    expected = [CONTACT_HEADER, *chatbot.custom_data]
+    if sheet.header_row_found is not None:
+        return _refused(sheet, chatbot, check_header_on_row_1(expected, sheet.header_row_found))
     if not sheet.headers:
-        return _headerless(sheet, chatbot)
+        first = min((row for row, _, _ in sheet.extra_cells), default=None)
+        return _refused(sheet, chatbot, check_header_row(expected, first))
     positions, issues = check_headers(sheet.headers, chatbot.custom_data, sheet.data)
     issues += check_extra_values(sheet.extra_cells)
+    formula_issues = check_formula_cells(sheet.error_cells, positions, NO_SAVED_RESULT)
+    issues += formula_issues
     frame = sheet.data.select(
         pl.col(ROW), *[pl.col(f"c{i}").alias(name) for name, i in positions.items()]
     )
@@ -143,6 +160,9 @@ def validate_sheet(
         issues += _translate_failures(
             exc.failure_cases, frame, positions, chatbot, phone_messages, max_message_chars
         )
+    # A formula's cell reads empty: its own finding says why, not also "empty".
+    formula_cells = {(i.row, i.column) for i in formula_issues}
+    issues = [i for i in issues if i.rule != "blank" or (i.row, i.column) not in formula_cells]
 
     issues.sort(key=lambda e: (list(RULES).index(e.rule), e.row, e.column_letter or ""))
     valid = not issues
@@ -155,6 +175,8 @@ def validate_sheet(
         errors=issues,
         contacts=contacts,
         file_sha256=sheet.sha256,
+        sheet_name=sheet.sheet_name,
+        notices=sheet.notices,
     )
     if valid:
         report.countries = _country_counts(contacts)
@@ -168,10 +190,8 @@ def validate_sheet(
     return report
 
 
-def _headerless(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
-    """Row 1 is empty: one clear error rather than every value flagged as outside the headers."""
-    first = min((row for row, _, _ in sheet.extra_cells), default=None)
-    issue = check_header_row([CONTACT_HEADER, *chatbot.custom_data], first)
+def _refused(sheet: ContactSheet, chatbot: Chatbot, issue: ContactIssue) -> ValidationReport:
+    """The headers are not on row 1: one clear error rather than every value flagged."""
     return ValidationReport(
         source=str(sheet.path),
         chatbot_id=chatbot.id,
@@ -180,6 +200,8 @@ def _headerless(sheet: ContactSheet, chatbot: Chatbot) -> ValidationReport:
         errors=[issue],
         contacts=pl.DataFrame(),
         file_sha256=sheet.sha256,
+        sheet_name=sheet.sheet_name,
+        notices=sheet.notices,
     )
 
 

@@ -6,7 +6,9 @@ workbook, not a round trip through our own code.
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -150,3 +152,84 @@ def _directory_entry(
     struct.pack_into("<III", entry, 68, _NO_STREAM, right, child)
     struct.pack_into("<IQ", entry, 116, _END_OF_CHAIN, 0)
     return bytes(entry)
+
+
+# --- workbooks of several sheets, and files saved by LibreOffice Calc ---------------------------
+
+
+def write_workbook(
+    path: Path,
+    sheets: dict[str, list[list[Any]]],
+    *,
+    hidden: tuple[str, ...] = (),
+    very_hidden: tuple[str, ...] = (),
+    active: str | None = None,
+    styled_blank: tuple[str, ...] = (),
+) -> Path:
+    """Sheets in this order, typed as in `write_xlsx`; some hidden, one active (selected).
+
+    Excel needs a visible active sheet: by default the first one not hidden. A hidden first
+    sheet also moves the first tab shown, as Excel does. Sheets in `styled_blank` get bold,
+    coloured cells with no value (rows 1-20, columns A-F) after their rows.
+    """
+    workbook = xlsxwriter.Workbook(str(path))
+    styled = workbook.add_format({"bold": True, "bg_color": "#FFFF00"})
+    added = {}
+    for name, rows in sheets.items():
+        sheet = added[name] = workbook.add_worksheet(name)
+        _write_rows(workbook, sheet, rows, 0, 0)
+        if name in styled_blank:
+            for row in range(len(rows), 20):
+                for column in range(6):
+                    sheet.write_blank(row, column, None, styled)
+    shown = active or next(n for n in sheets if n not in hidden and n not in very_hidden)
+    added[shown].activate()
+    added[shown].set_first_sheet()
+    for name in hidden:
+        added[name].hide()
+    for name in very_hidden:
+        added[name].very_hidden()
+    workbook.close()
+    return path
+
+
+def calc_available() -> bool:
+    """Whether LibreOffice (`soffice`, Debian package libreoffice-calc-nogui) is installed."""
+    return shutil.which("soffice") is not None
+
+
+def save_with_calc(source: Path, out_dir: Path, convert_to: str, profile: Path) -> Path:
+    """Open `source` in LibreOffice Calc (headless) and save it as `convert_to` into `out_dir`.
+
+    `convert_to` is soffice's --convert-to argument: "xlsx" for Calc's own .xlsx, or
+    'csv:Text - txt - csv (StarCalc):9,34,76,1,,0,false,true,true,false,false,2' for the
+    tab-separated text Calc saves of sheet 2 (tab, '"', UTF-8, ..., "as shown", sheet number).
+    `profile` is a private LibreOffice user folder, so a desktop LibreOffice never interferes;
+    reuse one across calls, creating it takes seconds. Returns the file written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    before = set(out_dir.iterdir())
+    subprocess.run(
+        [
+            "soffice",
+            f"-env:UserInstallation={profile.resolve().as_uri()}",
+            "--headless",
+            "--convert-to",
+            convert_to,
+            "--outdir",
+            str(out_dir),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    written = sorted(set(out_dir.iterdir()) - before)
+    if len(written) != 1:
+        raise RuntimeError(f"LibreOffice wrote {written} from {source}")
+    return written[0]
+
+
+def add_rows(workbook: Any, sheet: Any, rows: list[list[Any]]) -> None:
+    """Write `rows` from A1 on an xlsxwriter sheet of `workbook`, typed as in `write_xlsx`."""
+    _write_rows(workbook, sheet, rows, 0, 0)

@@ -239,3 +239,66 @@ def test_a_report_onto_the_contact_file_is_refused_before_anything_is_read(tmp_p
     assert result.exit_code == 2
     assert "would overwrite the contact file" in " ".join(result.output.split())
     assert contacts.read_bytes() == b"not even read"
+
+
+SHEET_HEADERS = ["CONTACT", "NAME", "DUE_DATE", "AMOUNT"]
+
+
+def test_the_visible_sheet_is_read_others_with_rows_are_named_and_sheet_chooses(tmp_path: Path):
+    """Last month's contacts on a hidden first sheet must never be the ones validated."""
+    from tests.filemakers import write_workbook
+
+    book = write_workbook(
+        tmp_path / "c.xlsx",
+        {
+            "Noviembre": [SHEET_HEADERS, ["+525512345678", "Old", "2026-11-01", "1"]],
+            "Diciembre": [
+                SHEET_HEADERS,
+                ["+525512345679", "Ana", "2026-12-01", "2"],
+                ["+525512345680", "Luis", "2026-12-01", "3"],
+            ],
+        },
+        hidden=("Noviembre",),
+    )
+    default = runner.invoke(app, ["validate", str(book), "-c", BOT, "--json"])
+    assert default.exit_code == 0, default.output
+    report = json.loads(default.stdout)
+    assert (report["sheet"], report["contacts"]) == ("Diciembre", 2)
+    assert any("Noviembre" in n and "--sheet" in n for n in report["notices"])
+    chosen = runner.invoke(app, ["validate", str(book), "-c", BOT, "--sheet", "Noviembre"])
+    assert chosen.exit_code == 0 and "1 contact ready" in " ".join(chosen.output.split())
+    unknown = runner.invoke(app, ["validate", str(book), "-c", BOT, "--sheet", "Enero"])
+    assert unknown.exit_code == 2 and "Diciembre" in unknown.output
+
+
+def test_a_title_row_above_the_headers_is_one_finding(tmp_path: Path):
+    from tests.filemakers import write_workbook
+
+    book = write_workbook(
+        tmp_path / "c.xlsx",
+        {"Hoja1": [["Campaña de diciembre"], SHEET_HEADERS, ["+525512345679", "Ana", "x", "2"]]},
+    )
+    result = runner.invoke(app, ["validate", str(book), "-c", BOT, "--json"])
+    errors = json.loads(result.stdout)["errors"]
+    assert result.exit_code == 1
+    assert [(e["rule"], e["row"]) for e in errors] == [("header", 2)]
+    assert "headers are on row 2" in errors[0]["message"]
+    assert "delete the rows above them" in errors[0]["message"]
+
+
+def test_formula_errors_are_named_not_reported_as_empty(tmp_path: Path):
+    import xlsxwriter
+
+    path = tmp_path / "c.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, SHEET_HEADERS)
+    sheet.write_row(1, 0, ["+525512345679", "Ana", "2026-12-01"])
+    sheet.write_formula(1, 3, "=1/0", None, "#DIV/0!")
+    book.close()
+    result = runner.invoke(app, ["validate", str(path), "-c", BOT, "--json"])
+    errors = json.loads(result.stdout)["errors"]
+    assert [(e["rule"], e["row"], e["column_letter"]) for e in errors] == [
+        ("formula_error", 2, "D")
+    ]
+    assert "gives #DIV/0!" in errors[0]["message"]

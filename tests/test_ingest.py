@@ -54,8 +54,9 @@ def test_tsv_values_are_kept_exactly_as_written(tmp_path: Path) -> None:
         [
             "CONTACT\tNAME\tCODE\tAMOUNT",
             '+525500001111\tJo "Jojo" Pérez\t0012\t1500.0',
-            '+525500002222\t"Ana"\t 007 \t1e3',
-            '+525500003333\t"Bo\t"\t""',
+            # A '"' that does not open a well-formed quoted field is literal, as before.
+            '+525500002222\t"Ana\t 007 \t1e3',
+            '+525500003333\t"Bo" Bo\t5" screen\t"',
         ],
     )
     sheet = read_contacts(path)
@@ -65,11 +66,106 @@ def test_tsv_values_are_kept_exactly_as_written(tmp_path: Path) -> None:
     assert_text_frame(sheet)
     assert rows(sheet) == [
         ("+525500001111", 'Jo "Jojo" Pérez', "0012", "1500.0", 2),
-        ("+525500002222", '"Ana"', " 007 ", "1e3", 3),
-        ("+525500003333", '"Bo', '"', '""', 4),
+        ("+525500002222", '"Ana', " 007 ", "1e3", 3),
+        ("+525500003333", '"Bo" Bo', '5" screen', '"', 4),
     ]
+    assert sheet.sheet_name is None and sheet.notices == [] and sheet.error_cells == []
+    assert sheet.header_row_found is None
     assert sheet.number_cells == {}
     assert sheet.extra_cells == []
+
+
+def test_tsv_quoted_fields_as_excel_and_calc_save_them(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.tsv"
+    path.write_bytes(
+        b"CONTACT\tNAME\tADDRESS\tNOTE\r\n"
+        b'+525500001111\t"Luis ""El Jefe"""\t"Calle 1\nDepto 2"\t"a\tb"\r\n'
+        b'+525500002222\tAna\t""\t5" screen\r\n'
+        b'+525500003333\t"Bo"\t"Line\r\nbreak"\t""""\r\n'
+    )
+    sheet = read_contacts(path)
+    assert_text_frame(sheet)
+    # Rows are numbered as the spreadsheet shows them: a cell spanning two lines is one row.
+    assert rows(sheet) == [
+        ("+525500001111", 'Luis "El Jefe"', "Calle 1\nDepto 2", "a\tb", 2),
+        ("+525500002222", "Ana", None, '5" screen', 3),
+        ("+525500003333", "Bo", "Line\nbreak", '"', 4),
+    ]
+    assert sheet.extra_cells == []
+
+
+def test_tsv_quoted_headers_and_extra_values(tmp_path: Path) -> None:
+    path = write_tsv(
+        tmp_path / "contacts.tsv",
+        ['"CONTACT"\t"NAME"', '+525500001111\tAna\t"note\nsecond line"', '"+525500002222"'],
+        encoding="utf-8-sig",
+    )
+    sheet = read_contacts(path)
+    assert sheet.headers == ["CONTACT", "NAME"]
+    assert rows(sheet) == [("+525500001111", "Ana", 2), ("+525500002222", None, 3)]
+    assert sheet.extra_cells == [(2, 3, "note\nsecond line")]
+
+
+def test_tsv_quoted_fields_in_excel_unicode_text(tmp_path: Path) -> None:
+    lines = ["CONTACT\tNAME", '+525500001111\t"María ""Mary""\nJosé"', "+525500002222\tBo"]
+    path = write_tsv(tmp_path / "contacts.tsv", lines, encoding="utf-16", newline="\r\n")
+    assert rows(read_contacts(path)) == [
+        ("+525500001111", 'María "Mary"\nJosé', 2),
+        ("+525500002222", "Bo", 3),  # row 3, although the quoted line break made it line 4
+    ]
+
+
+def test_tsv_an_unclosed_quote_stays_literal(tmp_path: Path) -> None:
+    path = write_tsv(
+        tmp_path / "contacts.tsv",
+        ["CONTACT\tNAME", '+525500001111\t"Ana', "+525500002222\tBo", '+525500003333\t"Cy'],
+    )
+    assert rows(read_contacts(path)) == [
+        ("+525500001111", '"Ana', 2),
+        ("+525500002222", "Bo", 3),
+        ("+525500003333", '"Cy', 4),
+    ]
+
+
+def test_tsv_a_quote_opens_only_a_field_it_closes(tmp_path: Path) -> None:
+    path = write_tsv(
+        tmp_path / "contacts.tsv",
+        ["CONTACT\tNAME\tCODE", '+525500001111\t"x"\t"0', '+525500002222\t"1\t""""'],
+    )
+    assert rows(read_contacts(path)) == [
+        ("+525500001111", "x", '"0', 2),
+        ("+525500002222", '"1', '"', 3),  # '""""' is a quoted '"'
+    ]
+
+
+def test_tsv_old_mac_line_endings(tmp_path: Path) -> None:
+    lines = ["CONTACT\tNAME", "+525500001111\tAna", "", '+525500002222\t"Bo\tB"']
+    path = write_tsv(tmp_path / "contacts.tsv", lines, newline="\r")
+    sheet = read_contacts(path)
+    assert sheet.headers == ["CONTACT", "NAME"]
+    assert rows(sheet) == [("+525500001111", "Ana", 2), ("+525500002222", "Bo\tB", 4)]
+
+
+def test_tsv_whitespace_only_is_empty_outside_the_values(tmp_path: Path) -> None:
+    path = write_tsv(
+        tmp_path / "contacts.tsv",
+        [
+            "CONTACT\tNAME",
+            "+525500001111\tAna\t ",  # a space right of the headers: not an extra value
+            "\t\u00a0\t  ",  # a row of spaces (one no-break) looks empty: no row
+            "+525500002222\t \t\tx",
+            "\u3000\t\u2009",  # ideographic and thin spaces
+            "Ñandú\t ",  # a letter beyond ASCII first: a value
+            "   ",  # a trailing line of spaces
+        ],
+    )
+    sheet = read_contacts(path)
+    assert rows(sheet) == [
+        ("+525500001111", "Ana", 2),
+        ("+525500002222", " ", 4),
+        ("Ñandú", " ", 6),
+    ]
+    assert sheet.extra_cells == [(4, 4, "x")]
 
 
 def test_tsv_accepts_a_str_path(tmp_path: Path) -> None:
@@ -110,14 +206,15 @@ def test_tsv_blank_lines_are_dropped_and_rows_keep_their_numbers(tmp_path: Path)
 def test_tsv_short_rows_get_nulls_and_whitespace_is_a_value(tmp_path: Path) -> None:
     path = write_tsv(
         tmp_path / "contacts.tsv",
-        ["CONTACT\tNAME\tCITY", "+525500001111", "+525500002222\t\tMérida", " \t\t"],
+        ["CONTACT\tNAME\tCITY", "+525500001111", "+525500002222\t\tMérida", " \t\tx", " \t\t"],
     )
     sheet = read_contacts(path)
     assert_text_frame(sheet)
     assert rows(sheet) == [
         ("+525500001111", None, None, 2),
         ("+525500002222", None, "Mérida", 3),
-        (" ", None, None, 4),  # a space is written: validation decides
+        (" ", None, "x", 4),  # a space is written: validation decides
+        # row 5 holds only whitespace, which a person sees as an empty row: dropped
     ]
 
 
@@ -149,7 +246,7 @@ def test_tsv_values_right_of_the_last_header_are_extra_cells(tmp_path: Path) -> 
 def test_tsv_ragged_file_with_bom_and_crlf_loses_nothing(tmp_path: Path) -> None:
     path = write_tsv(
         tmp_path / "contacts.tsv",
-        ["CONTACT\tNAME", "", "+525500001111\tAna\tx", "+525500002222", '"q"\t 0012 '],
+        ["CONTACT\tNAME", "", "+525500001111\tAna\tx", "+525500002222", '"q\t 0012 '],
         encoding="utf-8-sig",
         newline="\r\n",
     )
@@ -158,7 +255,7 @@ def test_tsv_ragged_file_with_bom_and_crlf_loses_nothing(tmp_path: Path) -> None
     assert rows(sheet) == [
         ("+525500001111", "Ana", 3),
         ("+525500002222", None, 4),
-        ('"q"', " 0012 ", 5),
+        ('"q', " 0012 ", 5),
     ]
     assert sheet.extra_cells == [(3, 3, "x")]
 
@@ -221,6 +318,13 @@ def test_tsv_in_windows_1252_is_rejected_with_the_line(tmp_path: Path) -> None:
     message = read_error(path)
     assert "not UTF-8" in message and "line 3" in message
     assert "UTF-8 TSV or .xlsx" in message
+
+
+def test_tsv_with_a_nul_byte_anywhere_is_rejected(tmp_path: Path) -> None:
+    lines = ["CONTACT\tNAME", *(f"+5255{i:08d}\tName" for i in range(5000)), "+1\tA\x00B"]
+    path = write_tsv(tmp_path / "contacts.tsv", lines)
+    assert path.stat().st_size > 64 * 1024  # past the first bytes looked at for the format
+    assert "NUL bytes" in read_error(path)
 
 
 def test_tsv_in_utf16_without_bom_is_rejected(tmp_path: Path) -> None:
@@ -303,7 +407,9 @@ def test_xlsx_formula_cells_give_their_result_and_errors_are_empty(tmp_path: Pat
             ["+525500001111", Formula("=1000+500", 1500), Formula("=NA()", "#N/A")],
         ],
     )
-    assert rows(read_contacts(path)) == [("+525500001111", "1500", None, 2)]
+    sheet = read_contacts(path)
+    assert rows(sheet) == [("+525500001111", "1500", None, 2)]
+    assert sheet.error_cells == [(2, 3, "#N/A")]  # for validation to explain the empty cell
 
 
 def test_xlsx_phone_stored_as_number_is_recorded(tmp_path: Path) -> None:
@@ -467,7 +573,13 @@ def test_xlsx_reads_the_first_sheet_only(tmp_path: Path) -> None:
         [["CONTACT"], ["+525500001111"]],
         more_sheets={"Other": [["CONTACT"], ["+15550001111"], ["+15550002222"]]},
     )
-    assert rows(read_contacts(path)) == [("+525500001111", 2)]
+    sheet = read_contacts(path)
+    assert rows(sheet) == [("+525500001111", 2)]
+    assert sheet.sheet_name == "Contacts"
+    assert sheet.notices == [  # more in tests/test_ingest_sheets.py
+        "Read sheet 'Contacts'; sheet 'Other' also holds rows and was not read: "
+        "use --sheet to choose."
+    ]
 
 
 @pytest.mark.parametrize("styled", [False, True])

@@ -304,8 +304,9 @@ def test_headers_not_on_row_1(tmp_path, bot):
     sheet.append([MX, "Ana", "2026-12-01", "1"])
     book.save(tmp_path / "c.xlsx")
     report = check_contact_file(tmp_path / "c.xlsx", bot, max_message_chars=1600)
-    assert [(e.rule, e.row) for e in report.errors] == [("header", 1)]
-    assert "first values are on row 2" in report.errors[0].message
+    assert [(e.rule, e.row) for e in report.errors] == [("header", 2)]
+    assert "headers are on row 2" in report.errors[0].message
+    assert "delete the rows above them" in report.errors[0].message
 
 
 def test_empty_file_says_so(tmp_path, bot):

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from smartchat.cli.console import busy, print_json, show_validation_report, shown, text_table
+from smartchat.cli.console import (
+    busy,
+    print_json,
+    show_notices,
+    show_validation_report,
+    shown,
+    text_table,
+)
 from smartchat.cli.options import (
     CampaignArgument,
     ContactsOption,
     DbOption,
     JsonOption,
+    SheetOption,
     settings_of,
     store_of,
 )
@@ -155,6 +163,7 @@ def launch(
             "(without it, that is refused: its contacts would be texted twice).",
         ),
     ] = False,
+    sheet: SheetOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -185,6 +194,7 @@ def launch(
             plan=plan,
             max_message_chars=settings.validation.max_message_chars,
             dry_run=dry_run,
+            sheet=sheet,
         ),
     )
     _show_launch(result, json_output, settings.validation.report_sample)
@@ -232,6 +242,7 @@ def relaunch(
             show_default=False,
         ),
     ] = None,
+    sheet: SheetOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -253,6 +264,7 @@ def relaunch(
             send=send,
             name=name,
             max_message_chars=settings.validation.max_message_chars,
+            sheet=sheet,
         ),
     )
     _show_launch(result, json_output, settings.validation.report_sample)
@@ -293,6 +305,7 @@ def _show_launch(result: LaunchResult, json_output: bool, sample: int) -> None:
             f"version {result.chatbot.version}."
         )
         return
+    show_notices(result.report, console)
     console.print(f"Launched campaign [bold]{shown(campaign.id)}[/]")
     console.print(_launch_details(campaign))
 

@@ -76,10 +76,17 @@ def json_default(value: Any) -> Any:
 
 def show_validation_report(report: ValidationReport, console: Console, sample: int) -> None:
     """The terminal report; `sample` errors per rule (SMARTCHAT_REPORT_SAMPLE)."""
+    show_notices(report, console)
     if report.valid:
         _show_valid(report, console)
     else:
         _show_invalid(report, console, sample)
+
+
+def show_notices(report: ValidationReport, console: Console) -> None:
+    """What is worth knowing though it is no error: the sheet read, other sheets with rows."""
+    for notice in report.notices:
+        console.print(f"[yellow]Note:[/] {shown(notice, limit=2_000)}")
 
 
 def _show_invalid(report: ValidationReport, console: Console, sample: int) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from smartchat.cli.console import print_json, rows_table, show_validation_report
 from smartchat.cli.errors import UsageError
-from smartchat.cli.options import DbOption, settings_of
+from smartchat.cli.options import DbOption, SheetOption, settings_of
 from smartchat.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def validate(
             metavar="FILE.xlsx",
         ),
     ] = None,
+    sheet: SheetOption = None,
     db: DbOption = None,
 ) -> None:
     """Check a contact file against a chatbot before anything is sent.
@@ -66,16 +67,16 @@ def validate(
     with busy:
         try:
             bot = _chatbot(settings.store.at(db), chatbot)
-            sheet = read_contacts(contacts)
+            read = read_contacts(contacts, sheet)
         finally:
             warm_up.join()
         from tasks.validation import validate_sheet
 
-        result = validate_sheet(sheet, bot, max_message_chars=settings.validation.max_message_chars)
+        result = validate_sheet(read, bot, max_message_chars=settings.validation.max_message_chars)
     if report is not None:
         from tasks.error_report import write_error_report
 
-        write_error_report(sheet, result, report)
+        write_error_report(read, result, report)
     if json_output:
         print_json(result.to_json())
     else:

@@ -23,6 +23,16 @@ ContactsOption = Annotated[
     Path,
     typer.Option("--contacts", help="The contact file (.tsv or .xlsx).", show_default=False),
 ]
+SheetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sheet",
+        help="The .xlsx sheet to read, by name or number. Default: the first visible sheet "
+        "with values (hidden sheets are never read unless named).",
+        metavar="NAME|N",
+        show_default=False,
+    ),
+]
 CampaignArgument = Annotated[
     str, typer.Argument(help="The campaign's id.", metavar="CAMPAIGN", show_default=False)
 ]

@@ -26,6 +26,7 @@ class Campaign:
     send_rate: float
     send_enabled: bool
     replaces: str | None
+    contacts_sheet: str | None
     created_at: datetime
     launched_at: datetime | None
     stopped_at: datetime | None
@@ -51,6 +52,7 @@ class NewCampaign:
     send_rate: float
     send_enabled: bool
     replaces: str | None = None
+    contacts_sheet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,16 @@ def launched_from_other_contents(
     return str(rows[0][0]) if rows else None
 
 
-def launched_from_same_contents(conn: Connection, chatbot_id: str, sha256: str) -> str | None:
-    """A still-launched campaign of this chatbot whose contacts came from these very bytes."""
+def launched_from_same_contents(
+    conn: Connection, chatbot_id: str, sha256: str, sheet: str | None
+) -> str | None:
+    """A still-launched campaign of this chatbot whose contacts came from these very bytes (and
+    the same sheet of them)."""
     rows = conn.execute(
-        "SELECT id FROM campaigns WHERE chatbot_id = ? AND contacts_sha256 = ? AND status = ? "
+        "SELECT id FROM campaigns WHERE chatbot_id = ? AND contacts_sha256 = ? "
+        "AND contacts_sheet IS NOT DISTINCT FROM ? AND status = ? "
         "ORDER BY created_at DESC, id DESC LIMIT 1",
-        [chatbot_id, sha256, CampaignStatus.LAUNCHED.value],
+        [chatbot_id, sha256, sheet, CampaignStatus.LAUNCHED.value],
     ).fetchall()
     return str(rows[0][0]) if rows else None
 
