@@ -132,7 +132,8 @@ def record_launch_task(
     create_markdown_artifact(
         key=LAUNCH_ARTIFACT,
         markdown=(
-            f"Launched campaign **{campaign.id}**: {campaign.contact_count:,} contacts from "
+            f"Launched campaign **{campaign.id}**: {campaign.contact_count:,} contact"
+            f"{'s' * (campaign.contact_count != 1)} from "
             f"`{campaign.contacts_file}`, chatbot `{campaign.chatbot_id}` "
             f"v{campaign.chatbot_version}, {campaign.send_rate:g} messages/s"
             f"{'' if campaign.send_enabled else ', not sending'}."

@@ -48,7 +48,8 @@ def publish_validation_report(report: ValidationReport, key: str) -> str:
             for c in report.countries
         ]
         description = (
-            f"**{report.source}**: {report.contact_count:,} contacts valid for chatbot "
+            f"**{report.source}**: {report.contact_count:,} contact"
+            f"{'s' * (report.contact_count != 1)} valid for chatbot "
             f"`{report.chatbot_id}`."
         )
     else:
@@ -67,7 +68,7 @@ def publish_validation_report(report: ValidationReport, key: str) -> str:
         shown = "" if len(report.errors) <= ARTIFACT_ROWS else f" (first {ARTIFACT_ROWS:,} shown)"
         description = (
             f"**{report.source}** is not valid for chatbot `{report.chatbot_id}`: "
-            f"{len(report.errors):,} problems{shown}. {counts}."
+            f"{len(report.errors):,} problem{'s' * (len(report.errors) != 1)}{shown}. {counts}."
         )
     artifact_id = create_table_artifact(key=key, table=table, description=description)
     return str(artifact_id)

@@ -20,7 +20,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from smartchat.cli.console import busy, json_default, json_ready, print_json, shown, text_table
+from smartchat.cli.console import (
+    busy,
+    count,
+    json_default,
+    json_ready,
+    print_json,
+    shown,
+    text_table,
+)
 from smartchat.cli.errors import UsageError
 from smartchat.cli.options import CampaignArgument, DbOption, JsonOption, store_of
 
@@ -106,7 +114,7 @@ def query(
             return
         rows = result.fetch(TABLE_ROWS + 1)  # one more than shown tells whether there are more
     console = Console()
-    title = f"{len(rows):,} rows" if len(rows) <= TABLE_ROWS else f"More than {TABLE_ROWS:,} rows"
+    title = count(len(rows), "row") if len(rows) <= TABLE_ROWS else f"More than {TABLE_ROWS:,} rows"
     console.print(text_table(title, result.columns, _cells(rows[:TABLE_ROWS])))
     if len(rows) > TABLE_ROWS:
         console.print(f"… first {TABLE_ROWS:,} shown; --csv or --json prints every row.")
@@ -180,7 +188,7 @@ def _campaign_card(p: CampaignProgress) -> Table:
         ("Status", shown(p.status)),
         ("Contacts", f"{p.contacts:,}"),
         ("Reached", f"{p.reached:,}"),
-        ("Sent", f"{p.sent:,} messages, {p.segments:,} SMS segments"),
+        ("Sent", f"{count(p.sent, 'message')}, {count(p.segments, 'SMS segment')}"),
         ("Delivered", f"{p.delivered:,}"),
         ("Failed", f"{p.failed:,}"),
         ("Replied", f"{p.replied:,} {reply_rate}".strip()),

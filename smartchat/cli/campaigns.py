@@ -16,6 +16,7 @@ from rich.console import Console
 
 from smartchat.cli.console import (
     busy,
+    count,
     print_json,
     show_notices,
     show_validation_report,
@@ -301,8 +302,8 @@ def _show_launch(result: LaunchResult, json_output: bool, sample: int) -> None:
         show_validation_report(result.report, console, sample)
         console.print(
             f"[bold]Dry run:[/] nothing was written. Without --dry-run this launches "
-            f"{result.report.contact_count:,} contacts with chatbot {shown(result.chatbot.id)} "
-            f"version {result.chatbot.version}."
+            f"{count(result.report.contact_count, 'contact')} with chatbot "
+            f"{shown(result.chatbot.id)} version {result.chatbot.version}."
         )
         return
     show_notices(result.report, console)
@@ -312,7 +313,7 @@ def _show_launch(result: LaunchResult, json_output: bool, sample: int) -> None:
 
 def _launch_details(campaign: Campaign) -> str:
     lines = [
-        f"  {campaign.contact_count:,} contacts from {shown(campaign.contacts_file)} "
+        f"  {count(campaign.contact_count, 'contact')} from {shown(campaign.contacts_file)} "
         f"(sha256 {campaign.contacts_sha256[:12]}…)",
         f"  chatbot {shown(campaign.chatbot_id)} version {campaign.chatbot_version}, "
         f"{campaign.send_rate:g} messages/s",

@@ -29,6 +29,11 @@ MAX_SHOWN = 120
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 contact`, `2 contacts`, `1,000 rows`: a number with its noun."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def shown(value: object, limit: int = MAX_SHOWN) -> str:
     """A value from a file or the store as the terminal may print it: control characters
     visible as \\xNN (an escape sequence in a cell must not clear the screen), long values cut
