@@ -73,6 +73,8 @@ class CampaignProgress:
     replies: int
     reply_rate: float | None
     opted_out: int
+    finished: int
+    expired: int
     segments: int
     launched_at: datetime | None
     stopped_at: datetime | None
