@@ -663,3 +663,30 @@ def test_a_sandbox_in_its_own_process_for_benchmarks(tmp_path: Path):
     with pytest.raises(SmartChatError, match="line 2, field 'replies"):
         with running_sandbox(fast_config(reply_script=bad), process=True):
             pass
+
+
+def test_unsolicited_texts_arrive_once_after_the_first_message(receiver: Receiver, tmp_path: Path):
+    """A number nobody wrote to texts in: posted like any inbound message, signed."""
+    script = tmp_path / "unsolicited.yaml"
+    script.write_text(
+        'unsolicited:\n  - from: "+525588880000"\n    say: "¿Quién es?"\n    delay: 50ms\n'
+    )
+    config = fast_config(reply_script=script, inbound_url=receiver.url("/sms/inbound"))
+    with running_sandbox(config) as url:
+        client = twilio_client(url)
+        client.messages.create(to=REPLIER, from_=SENDER, body="Hola")
+        client.messages.create(to=REPLIER, from_=SENDER, body="Hola otra vez")
+        posts = receiver.wait_for(
+            lambda posts: any(p["form"].get("From") == "+525588880000" for p in posts)
+        )
+        time.sleep(0.2)
+    unsolicited = [p for p in receiver.posts if p["form"].get("From") == "+525588880000"]
+    assert len(unsolicited) == 1
+    assert_signed(unsolicited[0], receiver.url("/sms/inbound"))
+    assert (unsolicited[0]["form"]["To"], unsolicited[0]["form"]["Body"]) == (SENDER, "¿Quién es?")
+    assert posts
+
+
+def test_a_malformed_unsolicited_text_is_refused_with_its_line():
+    with pytest.raises(SmartChatError, match=r"line 2, field 'unsolicited\[0\]\.from'"):
+        parse_reply_script('unsolicited:\n  - from: "5588880000"\n    say: hola\n', "s.yaml")

@@ -17,6 +17,10 @@ fail:                           # messages to these numbers are not delivered
   - number: "+12015550144"      # same forms as above, `share` too
     status: undelivered         # undelivered (sent, then not delivered: the default) or failed
     error_code: 30005           # Twilio's code (default 30003 undelivered, 30008 failed)
+unsolicited:                    # texts from numbers nobody wrote to, once per run, this long
+  - from: "+525599990000"       #   after the sandbox accepts its first message
+    say: "Hola, ¿quién es?"
+    delay: 3s
 ```
 
 A message that fails gets no reply. The first reply rule that matches a message answers it; a rule
@@ -48,7 +52,8 @@ _DELAY = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$")
 _DELAY_UNITS: dict[str | None, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 _REPLY_FIELDS = ("number", "share", "after", "after_text", "delay", "say", "times")
 _FAIL_FIELDS = ("number", "share", "status", "error_code")
-_TOP_FIELDS = ("replies", "fail")
+_UNSOLICITED_FIELDS = ("from", "say", "delay")
+_TOP_FIELDS = ("replies", "fail", "unsolicited")
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,19 @@ class FailRule:
 
 
 @dataclass(frozen=True)
+class Unsolicited:
+    """A text from a number nobody wrote to: the receiver keeps it as unsolicited."""
+
+    number: str
+    body: str
+    delay: float
+
+
+@dataclass(frozen=True)
 class ReplyScript:
     replies: tuple[ReplyRule, ...] = ()
     fail: tuple[FailRule, ...] = ()
+    unsolicited: tuple[Unsolicited, ...] = ()
     source: str = field(default="<reply script>", compare=False)
 
 
@@ -211,9 +226,14 @@ def parse_reply_script(text: str, source: str = "<reply script>") -> ReplyScript
         for index, item in reader.items(raw, "fail")
         if (failing := reader.fail_rule(item, f"fail[{index}]")) is not None
     )
+    unsolicited = tuple(
+        texted
+        for index, item in reader.items(raw, "unsolicited")
+        if (texted := reader.unsolicited(item, f"unsolicited[{index}]")) is not None
+    )
     if reader.problems:
         raise SmartChatError("\n".join(reader.problems))
-    return ReplyScript(replies=replies, fail=fail, source=source)
+    return ReplyScript(replies=replies, fail=fail, unsolicited=unsolicited, source=source)
 
 
 class _Map(dict[str, Any]):
@@ -330,6 +350,19 @@ class _Reader:
             times=1 if times is None else times,
             line=node.line,
         )
+
+    def unsolicited(self, node: _Map, where: str) -> Unsolicited | None:
+        before = len(self.problems)
+        self.unknown_keys(node, _UNSOLICITED_FIELDS, f"{where}.")
+        number = node.get("from")
+        if not isinstance(number, str) or not re.fullmatch(r"\+[1-9]\d{1,14}", number):
+            line = node.key_lines.get("from", node.line)
+            self.problem(line, f"{where}.from", "must be an E.164 number (+525599990000)")
+        say = self.texts(node, where, "say")
+        delay = self.delay(node, where)
+        if len(self.problems) > before or say is None or not isinstance(number, str):
+            return None
+        return Unsolicited(number, say[0], DEFAULT_DELAY if delay is None else delay)
 
     def fail_rule(self, node: _Map, where: str) -> FailRule | None:
         before = len(self.problems)

@@ -591,6 +591,7 @@ class _Sandbox:
     def reset(self) -> None:
         self.store = _Store()
         self.player = ReplyPlayer(self.script) if self.script.replies else None
+        self.unsolicited_due = bool(self.script.unsolicited)
         self.opted_out: set[str] = set()
         self.faults = _Faults(self.config)
         rate = self.config.rate
@@ -731,6 +732,18 @@ class _Sandbox:
             if reply is not None:
                 due = t0 + message.timeline[-1].offset + reply.delay
                 loop.call_at(due, self._reply, message, reply, self.dispatcher.epoch)
+        if self.unsolicited_due:  # once per run, timed from its first message
+            self.unsolicited_due = False
+            for text in self.script.unsolicited:
+                loop.call_at(
+                    t0 + text.delay,
+                    self._inbound,
+                    text.number,
+                    message.from_,
+                    text.body,
+                    None,
+                    self.dispatcher.epoch,
+                )
 
     def _schedule_status(self, message: _Message, index: int, t0: float) -> None:
         if index >= len(message.timeline):
@@ -774,24 +787,20 @@ class _Sandbox:
         )
 
     def _reply(self, outbound: _Message, reply: Reply, epoch: int) -> None:
+        self._inbound(outbound.to, outbound.from_, reply.body, outbound.service_sid, epoch)
+
+    def _inbound(self, from_: str, to: str, body: str, service_sid: str | None, epoch: int) -> None:
+        """A text from `from_` to our number `to`: stored, and posted to the inbound URL."""
         if epoch != self.dispatcher.epoch:
             return
-        inbound = _Message(
-            "inbound",
-            outbound.to,
-            outbound.from_,
-            reply.body,
-            outbound.service_sid,
-            None,
-            (_Step(0.0, "received"),),
-        )
+        inbound = _Message("inbound", from_, to, body, service_sid, None, (_Step(0.0, "received"),))
         self.store.add(inbound)
         if self.config.honor_stop:
-            word = fold(reply.body)
+            word = fold(body)
             if word in OPT_OUT_WORDS:
-                self.opted_out.add(outbound.to)
+                self.opted_out.add(from_)
             elif word in OPT_IN_WORDS:
-                self.opted_out.discard(outbound.to)
+                self.opted_out.discard(from_)
         if self.config.inbound_url is None:
             return
         params = [
