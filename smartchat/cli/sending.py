@@ -57,12 +57,16 @@ def send_with_progress(
     campaign_id: str,
     rate: float | None = None,
     json_output: bool = False,
+    *,
+    print_result: bool = True,
 ) -> SendReport:
     """Send campaign `campaign_id` with a progress bar (or, `json_output`, the JSON report).
 
     What `smartchat send` runs, and what `smartchat launch` calls after launching (unless
-    --no-send). Raises the SmartChatError that refused or ended the send (after printing what
-    was done): the CLI turns it into its message and exit code.
+    --no-send). `print_result=False` prints nothing after the bar (with `json_output`: nothing
+    at all), so a caller can put `report.to_json()` into its own JSON document. Raises the
+    SmartChatError that refused or ended the send (after printing what was done): the CLI
+    turns it into its message and exit code.
     """
     from schemas.campaigns import check_send_rate
     from tasks.sending import run_send
@@ -80,9 +84,9 @@ def send_with_progress(
                 progress=bar.update,
             )
         )
-    if json_output:
+    if print_result and json_output:
         print_json(report.to_json())
-    else:
+    elif print_result:
         _show_report(report)
     if report.failure is not None:
         raise report.failure
@@ -126,7 +130,7 @@ class _ProgressBar:
         return self
 
     def update(self, live: SendProgress) -> None:
-        if self._progress is None:
+        if self._progress is None or live.total == 0:  # nothing to send: no empty bar
             return
         if self._task is None:
             self._task = self._progress.add_task(
@@ -149,11 +153,17 @@ class _ProgressBar:
 def _show_report(report: SendReport) -> None:
     console = Console(stderr=True)
     campaign = escape(report.campaign_id)
-    lines = [
-        f"Campaign [bold]{campaign}[/]: sent [green]{report.sent:,}[/], failed "
-        f"[red]{report.failed:,}[/] in {report.elapsed:,.1f} s "
-        f"({report.achieved_rate:,.1f} messages/s, limit {report.rate:g})."
-    ]
+    counts = report.status_counts
+    if report.requests == 0 and not (report.sent or report.failed or report.stopped):
+        done = sum(n for status, n in counts.items() if status not in ("queued", "sending"))
+        lines = [f"Campaign [bold]{campaign}[/]: nothing left to send ({done:,} messages sent "
+                 "or settled before)."]  # fmt: skip
+    else:
+        lines = [
+            f"Campaign [bold]{campaign}[/]: sent [green]{report.sent:,}[/], failed "
+            f"[red]{report.failed:,}[/] in {report.elapsed:,.1f} s (requests at "
+            f"{report.request_rate:,.1f}/s, limit {report.rate:g})."
+        ]
     if report.planned:
         lines.append(f"  {report.planned:,} opening messages queued")
     if report.skipped_opted_out:
