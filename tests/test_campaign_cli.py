@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,20 @@ from smartchat.cli import app
 from tests.conftest import CHATBOT_YAML, ROOT, contact_rows, write_contacts
 
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def aggregator() -> Iterator[str]:
+    """Launches send: to a real sandbox aggregator on loopback, fast."""
+    from tasks.gateway.sandbox import SandboxConfig, running_sandbox
+
+    config = SandboxConfig(sent_delay=0.01, delivered_delay=0.01)
+    with running_sandbox(config) as url, pytest.MonkeyPatch.context() as env:
+        env.setenv("SMARTCHAT_GATEWAY_URL", url)
+        env.setenv("SMARTCHAT_DEFAULT_SEND_RATE", "500")
+        yield url
+
+
 COMMANDS = [
     ["chatbot", "add"],
     ["chatbot", "list"],
@@ -495,3 +510,47 @@ def test_the_auth_token_is_never_repeated_back(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(SettingsError) as err:
         load_settings({"SMARTCHAT_AUTH_TOKEN": "s3cret-token", "SMARTCHAT_GATEWAY_TIMEOUT": "x"})
     assert "s3cret-token" not in str(err.value)
+
+
+def test_launch_sends_unless_no_send(db: Path, tmp_path: Path, aggregator: str):
+    import httpx
+
+    httpx.post(f"{aggregator}/sandbox/reset").raise_for_status()
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(4))
+    result = invoke(
+        "launch", "-c", "payment-reminder", "--contacts", contacts, "--db", db, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["send"]["sent"] == 4 and document["send"]["failed"] == 0
+    at_sandbox = httpx.get(f"{aggregator}/sandbox/messages").json()
+    bodies = [m["body"] for m in (at_sandbox.get("messages", at_sandbox))]
+    assert len(bodies) == 4 and all(b.startswith("Hola Name") for b in bodies)
+    quiet = invoke(
+        "launch",
+        "-c",
+        "payment-reminder",
+        "--contacts",
+        contacts,
+        "--db",
+        db,
+        "--again",
+        "--no-send",
+    )
+    assert quiet.exit_code == 0, quiet.output
+    again = httpx.get(f"{aggregator}/sandbox/messages").json()
+    assert len(again.get("messages", again)) == 4
+
+
+def test_launch_with_the_aggregator_down_keeps_the_campaign_to_send_later(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("SMARTCHAT_GATEWAY_URL", "http://127.0.0.1:9")  # nothing listens
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(2))
+    result = invoke("launch", "-c", "payment-reminder", "--contacts", contacts, "--db", db)
+    assert result.exit_code == 2
+    message = flat(result.output)
+    assert "is launched but not sent" in message and "smartchat send c-" in message
+    assert "Traceback" not in result.output
+    status = json.loads(invoke("status", "--json", "--db", db).stdout)
+    assert [(c["status"], c["sent"]) for c in status] == [("launched", 0)]

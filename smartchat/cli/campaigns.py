@@ -23,6 +23,7 @@ from smartchat.cli.console import (
     shown,
     text_table,
 )
+from smartchat.cli.errors import exit_code
 from smartchat.cli.options import (
     CampaignArgument,
     ContactsOption,
@@ -32,7 +33,8 @@ from smartchat.cli.options import (
     settings_of,
     store_of,
 )
-from smartchat.errors import ContactValidationError
+from smartchat.errors import ContactValidationError, SmartChatError
+from smartchat.settings import Settings, StoreSettings
 
 if TYPE_CHECKING:
     from tasks.campaigns import LaunchResult
@@ -186,10 +188,11 @@ def launch(
         separate=separate,
         again=again,
     )
+    store = settings.store.at(db)
     result = _launching(
         json_output,
         lambda: campaigns.launch(
-            settings.store.at(db),
+            store,
             chatbot,
             contacts,
             plan=plan,
@@ -198,7 +201,9 @@ def launch(
             sheet=sheet,
         ),
     )
-    _show_launch(result, json_output, settings.validation.report_sample)
+    _show_launch(result, json_output, settings.validation.report_sample, send=not no_send)
+    if result.campaign is not None and result.campaign.send_enabled:
+        _send_launched(settings, store, result, json_output)
 
 
 def stop(
@@ -268,7 +273,10 @@ def relaunch(
             sheet=sheet,
         ),
     )
-    _show_launch(result, json_output, settings.validation.report_sample)
+    sends = result.campaign is not None and result.campaign.send_enabled
+    _show_launch(result, json_output, settings.validation.report_sample, send=sends)
+    if sends:
+        _send_launched(settings, settings.store.at(db), result, json_output)
 
 
 def register(app: typer.Typer) -> None:
@@ -292,9 +300,40 @@ def _launching(json_output: bool, action: Callable[[], LaunchResult]) -> LaunchR
         raise typer.Exit(1) from None
 
 
-def _show_launch(result: LaunchResult, json_output: bool, sample: int) -> None:
+def _send_launched(
+    settings: Settings, store: StoreSettings, result: LaunchResult, json_output: bool
+) -> None:
+    """Send a campaign just launched; with --json, one document holds the launch and the send.
+
+    A send that can't start or ends early (the aggregator unreachable, say) leaves the campaign
+    launched: its error says so, and `smartchat send` resumes it.
+    """
+    from smartchat.cli.sending import send_with_progress, show_report
+
+    assert result.campaign is not None
+    try:
+        report = send_with_progress(
+            settings, store, result.campaign.id, json_output=json_output, print_result=False
+        )
+    except SmartChatError as exc:
+        exc.message = (
+            f"Campaign {result.campaign.id} is launched but not sent: {exc.message} "
+            f"Once that is fixed: smartchat send {result.campaign.id}"
+        )
+        if json_output:
+            print_json({**result.to_json(), "send": {"error": exc.message}})
+            raise typer.Exit(exit_code(exc)) from None
+        raise
     if json_output:
-        print_json(result.to_json())
+        print_json({**result.to_json(), "send": report.to_json()})
+    else:
+        show_report(report)
+
+
+def _show_launch(result: LaunchResult, json_output: bool, sample: int, send: bool = False) -> None:
+    if json_output:
+        if not send:  # else the launch and its send print one document together
+            print_json(result.to_json())
         return
     console = Console()
     campaign = result.campaign

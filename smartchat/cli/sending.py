@@ -87,7 +87,7 @@ def send_with_progress(
     if print_result and json_output:
         print_json(report.to_json())
     elif print_result:
-        _show_report(report)
+        show_report(report)
     if report.failure is not None:
         raise report.failure
     return report
@@ -150,7 +150,7 @@ class _ProgressBar:
             self._progress.stop()
 
 
-def _show_report(report: SendReport) -> None:
+def show_report(report: SendReport) -> None:
     console = Console(stderr=True)
     campaign = escape(report.campaign_id)
     counts = report.status_counts
