@@ -93,6 +93,18 @@ class ReceiverSettings(BaseModel):
     port: int = Field(default=8080, ge=1, le=65535)
 
 
+class ConversationSettings(BaseModel):
+    """The conversation engine (tasks/conversations.py)."""
+
+    model_config = _FROZEN
+
+    # Opt-out, opt-in and help keywords and their answers per language; None: the shipped ones
+    # (schemas/keywords.yaml, English and Spanish).
+    keywords: Path | None = None
+    # Replies read per transaction: each batch is one query in and one transaction out.
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+
+
 class Settings(BaseModel):
     """Every knob of the pipeline, with the embedded defaults that make `smartchat` work offline."""
 
@@ -103,6 +115,7 @@ class Settings(BaseModel):
     sending: SendingSettings = SendingSettings()
     gateway: GatewaySettings = GatewaySettings()
     receiver: ReceiverSettings = ReceiverSettings()
+    conversations: ConversationSettings = ConversationSettings()
 
 
 # variable → (section, field, what it accepts: said back to the user when a value is refused)
@@ -174,6 +187,16 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
         "receiver",
         "port",
         "the webhook receiver's port: a whole number from 1 to 65535",
+    ),
+    "SMARTCHAT_KEYWORDS": (
+        "conversations",
+        "keywords",
+        "the path of a keywords file shaped like schemas/keywords.yaml",
+    ),
+    "SMARTCHAT_REPLY_BATCH_SIZE": (
+        "conversations",
+        "batch_size",
+        "replies read per transaction: a whole number from 1 to 1000000",
     ),
     "SMARTCHAT_GATEWAY_TIMEOUT": (
         "gateway",

@@ -71,6 +71,17 @@ def country_status(store: StoreSettings, campaign_id: str) -> QueryResult:
         return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
 
 
+def step_funnel(store: StoreSettings, campaign_id: str) -> QueryResult:
+    """One campaign's `step_funnel` rows, the most reached step first."""
+    with open_store(store, read_only=True) as conn:
+        cursor = conn.execute(
+            "SELECT * EXCLUDE (campaign_id) FROM step_funnel WHERE campaign_id = ? "
+            "ORDER BY reached DESC, step",
+            [campaign_id],
+        )
+        return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
+
+
 def check_read_only(sql: str) -> None:
     """Refuse anything but one SELECT, before the store is even opened."""
     try:

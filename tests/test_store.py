@@ -473,3 +473,47 @@ def test_a_chatbot_without_custom_data_stores_empty_maps(tmp_path: Path):
             "SELECT phone, custom_data FROM campaign_contacts ORDER BY row_number"
         ).fetchall()
     assert stored == [("+1", {}), ("+2", {})]
+
+
+def test_threads_of_one_process_read_while_another_writes(tmp_path: Path):
+    """DuckDB refuses a read-only open of a file its own process has open read-write (and the
+    reverse): the sender's threads and a progress display share a process with the writers."""
+    import threading
+
+    path = tmp_path / "s.duckdb"
+    with write_transaction(at(path)) as conn:
+        add_campaign(conn, "c-1", 0)
+    writing, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with write_transaction(at(path)) as conn:
+            add_campaign(conn, "c-2", 0)
+            writing.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert writing.wait(10)
+    try:
+        with open_store(at(path), read_only=True) as conn:
+            assert conn.execute("SELECT count(*) FROM campaigns").fetchall() == [(1,)]
+    finally:
+        done.set()
+        thread.join()
+    # And a writer waits for a reader of its own process instead of failing.
+    reading, release = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with open_store(at(path), read_only=True):
+            reading.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert reading.wait(10)
+    threading.Timer(0.3, release.set).start()
+    with write_transaction(at(path)) as conn:
+        add_campaign(conn, "c-3", 0)
+    thread.join()
+    with open_store(at(path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM campaigns").fetchall() == [(3,)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from smartchat.cli import analysis, campaigns, contacts, sending, servers
+from smartchat.cli import analysis, campaigns, contacts, running, sending, servers
 from smartchat.cli.errors import exit_code, explain
 from smartchat.errors import ContactValidationError, SmartChatError
 from smartchat.settings import load_settings
@@ -109,6 +109,7 @@ campaigns.register(app)
 analysis.register(app)
 sending.register(app)
 servers.register(app)
+running.register(app)
 
 
 def main() -> None:

@@ -155,7 +155,14 @@ def _drain(
                 done = _store_batch(db, events, now, status_wait, reply_wait)
         except StoreBusy as exc:
             return total + DrainResult(busy=exc.message)
-        settle(conn, done.drained, done.waiting, now_us())
+        settle(
+            conn,
+            done.drained,
+            done.waiting,
+            now_us(),
+            reply_wait_us=int(reply_wait * _SECOND),
+            status_wait_us=int(status_wait * _SECOND),
+        )
         total += done.result
         if len(events) < batch:
             return total

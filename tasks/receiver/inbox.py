@@ -284,11 +284,18 @@ def pending(conn: sqlite3.Connection, *, limit: int, now: int) -> list[StoredEve
 
 
 def settle(
-    conn: sqlite3.Connection, drained: Sequence[int], waiting: Sequence[int], now: int
+    conn: sqlite3.Connection,
+    drained: Sequence[int],
+    waiting: Sequence[int],
+    now: int,
+    *,
+    reply_wait_us: int,
+    status_wait_us: int,
 ) -> None:
     """After the DuckDB commit, in one inbox transaction: mark `drained` as moved (never again
     drained), and leave `waiting` pending for a later drain, 1 s, 2 s, 4 s... (at most a minute)
-    from `now` (microseconds)."""
+    from `now` (microseconds), but never past the moment it stops waiting (its arrival plus
+    `reply_wait_us` for a reply, `status_wait_us` for a status): then it is settled at once."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if drained:
@@ -301,10 +308,12 @@ def settle(
                 f"""
                 UPDATE events
                 SET tries = tries + 1,
-                    retry_at = ? + 1000000 * min({_MAX_RETRY_SECONDS}, 1 << min(tries, 6))
+                    retry_at = min(
+                        ? + 1000000 * min({_MAX_RETRY_SECONDS}, 1 << min(tries, 6)),
+                        received_us + CASE kind WHEN 'inbound' THEN ? ELSE ? END + 1)
                 WHERE id IN (SELECT value FROM json_each(?))
                 """,
-                (now, json.dumps(list(waiting))),
+                (now, reply_wait_us, status_wait_us, json.dumps(list(waiting))),
             )
     except BaseException:
         conn.execute("ROLLBACK")

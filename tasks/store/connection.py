@@ -29,6 +29,9 @@ from tasks.store.migrations import checked_version, migrate, schema_version_ship
 Connection = duckdb.DuckDBPyConnection
 
 _LOCK_CONFLICT = re.compile(r"Could not set lock|Conflicting lock", re.IGNORECASE)
+# Within one process DuckDB shares one open instance per file: a read-only open while a thread of
+# this process has the file read-write (or the reverse) is refused with this message.
+_OTHER_CONFIGURATION = re.compile(r"different configuration than existing", re.IGNORECASE)
 _LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
 # Polling a file lock has no wake-up: short sleeps so a waiter starts soon after the holder
 # closes, capped so several waiters don't spin, jittered so they don't retry in lockstep.
@@ -130,7 +133,12 @@ def _connect(path: Path, *, read_only: bool, wait: float, sandbox: bool = False)
             )
             break
         except duckdb.Error as exc:
-            if not _LOCK_CONFLICT.search(str(exc)):
+            if _OTHER_CONFIGURATION.search(str(exc)) and read_only and not sandbox:
+                # This process already holds the file read-write: reading through that same
+                # instance costs no lock, and our own code only reads with it here.
+                read_only = False
+                continue
+            if not (_LOCK_CONFLICT.search(str(exc)) or _OTHER_CONFIGURATION.search(str(exc))):
                 raise StoreError(f"{path} can't be opened as a SmartChat database: {exc}") from None
             if time.monotonic() + delay > deadline:
                 raise StoreBusy(_busy_message(path, wait, str(exc))) from None

@@ -1,0 +1,88 @@
+"""Flow `process_replies`: the chatbot answers every reply that came in since the last run.
+
+drain the receiver's inbox → read replies in batches (a task each) → send the answers (the
+`send_campaign` flow, exactly once, rate-limited) → expire silent conversations, complete
+finished campaigns. Deployed on a one-minute schedule (prefect.yaml), and run in a loop by
+`smartchat run`. Safe to run twice at once or after a crash: every step is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from smartchat.settings import load_settings
+from tasks.conversation_tasks import drain_inbox_task, expire_and_complete_task, read_replies_task
+
+
+@flow(name="process-replies")
+async def process_replies(
+    db: str | None = None,
+    inbox: str | None = None,
+    expire_after: float | None = None,
+    send: bool = True,
+) -> dict[str, Any]:
+    """Answer the replies waiting in the inbox and the store; returns what happened.
+
+    `db`: the store (default SMARTCHAT_DB). `inbox`: the receiver's inbox (default
+    SMARTCHAT_INBOX). `expire_after`: seconds without a reply before a conversation ends
+    (default: each chatbot's `expire_after`). `send`: send the answers now (else they wait,
+    queued, for the next send).
+    """
+    from flows.send_campaign import send_campaign
+
+    settings = load_settings()
+    store = settings.store.at(db)
+    logger = get_run_logger()
+    inbox_path = str(inbox or settings.receiver.inbox)
+    # A run with a short expiry (against the sandbox) can't wait 5 minutes to call a reply from
+    # an unknown number unsolicited: it waits as long as a conversation does.
+    reply_wait = min(expire_after, 300.0) if expire_after is not None else None
+    drained = drain_inbox_task(store, inbox_path, reply_wait)
+    outcomes: dict[str, int] = {}
+    replies = answers = 0
+    campaigns: set[str] = set()
+    while True:
+        batch = read_replies_task(
+            store,
+            str(settings.conversations.keywords) if settings.conversations.keywords else None,
+            settings.conversations.batch_size,
+            expire_after,
+        )
+        if batch["replies"] == 0:
+            break
+        replies += batch["replies"]
+        answers += batch["answers"]
+        campaigns.update(batch["campaigns"])
+        for outcome, n in batch["outcomes"].items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+    sent = 0
+    if send:
+        for campaign_id in sorted(campaigns):
+            summary = await send_campaign(campaign_id, db=db)
+            sent += summary.get("sent", 0)
+    ended = expire_and_complete_task(store, expire_after)
+    logger.info(
+        "%d replies read, %d answers queued, %d sent; %d conversations expired%s",
+        replies,
+        answers,
+        sent,
+        ended["expired"],
+        f"; completed {', '.join(ended['completed'])}" if ended["completed"] else "",
+    )
+    return {
+        "drained": drained.get("events", 0),
+        "replies": replies,
+        "outcomes": outcomes,
+        "answers": answers,
+        "sent": sent,
+        "expired": ended["expired"],
+        "completed": ended["completed"],
+    }
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    print(asyncio.run(process_replies()))
