@@ -120,27 +120,28 @@ def replies_end_to_end(contacts: int) -> None:
                 f"(p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms), "
                 f"{failures} refused"
             )
+            # The receiver stays up, recording the answers' status callbacks, as in production.
+            gateway = GatewaySettings(account_sid=ACCOUNT, auth_token=TOKEN, public_url=public)
+            sandbox = SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, honor_stop=False)
+            with running_sandbox(sandbox, process=True) as url:
+                gateway = gateway.model_copy(update={"url": url})
+                keywords = load_keywords()
+                started = time.perf_counter()
+                drained = drain_inbox(store, inbox, batch=20_000)
+                t_drain = time.perf_counter() - started
+                read = 0
+                while batch := conversations.process_batch(store, keywords).replies:
+                    read += batch
+                t_read = time.perf_counter() - started - t_drain
+                report = asyncio.run(
+                    run_send(store, gateway, SendingSettings(), campaign_id, rate=100_000)
+                )
+                total = time.perf_counter() - started
+                at_sandbox = httpx.get(f"{url}/sandbox/messages", timeout=120).json()
         finally:
             assert server.stdin is not None
             server.stdin.close()
             server.wait(30)
-        gateway = GatewaySettings(account_sid=ACCOUNT, auth_token=TOKEN, public_url=public)
-        sandbox = SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, honor_stop=False)
-        with running_sandbox(sandbox, process=True) as url:
-            gateway = gateway.model_copy(update={"url": url})
-            keywords = load_keywords()
-            started = time.perf_counter()
-            drained = drain_inbox(store, inbox, batch=20_000)
-            t_drain = time.perf_counter() - started
-            read = 0
-            while batch := conversations.process_batch(store, keywords).replies:
-                read += batch
-            t_read = time.perf_counter() - started - t_drain
-            report = asyncio.run(
-                run_send(store, gateway, SendingSettings(), campaign_id, rate=100_000)
-            )
-            total = time.perf_counter() - started
-            at_sandbox = httpx.get(f"{url}/sandbox/messages", timeout=120).json()
         at_sandbox = at_sandbox.get("messages", at_sandbox)
         with open_store(store, read_only=True) as conn:
             stored = conn.execute(

@@ -135,9 +135,12 @@ class Step(_Strict):
         message lists numbered options ("1) Sí  2) No"): the Nth option; an option with
         `match: words` has an answer among the reply's few words, and no other option does.
         """
-        key = normalize_reply(reply)
-        for option in self.replies:
-            if key in {normalize_reply(w) for w in option.when}:
+        return self.match_normalized(normalize_reply(reply))
+
+    def match_normalized(self, key: str) -> Reply | None:
+        """`match` for a reply already through `normalize_reply` (the engine normalises once)."""
+        for option, answers in zip(self.replies, self._answers, strict=True):
+            if key in answers:
                 return option
         if key.isdigit() and self.numbered and 1 <= int(key) <= len(self.replies):
             return self.replies[int(key) - 1]
@@ -151,6 +154,10 @@ class Step(_Strict):
             and any(_contains_words(words, normalize_reply(w).split()) for w in option.when)
         ]
         return found[0] if len(found) == 1 else None
+
+    @cached_property
+    def _answers(self) -> list[frozenset[str]]:
+        return [frozenset(normalize_reply(w) for w in option.when) for option in self.replies]
 
     @property
     def numbered(self) -> bool:

@@ -43,7 +43,10 @@ class Keywords:
 
     def classify(self, reply: str, language: str) -> Keyword | None:
         """What a reply is when it is a keyword alone in English or `language`, else None."""
-        key = normalize_reply(reply)
+        return self.classify_normalized(normalize_reply(reply), language)
+
+    def classify_normalized(self, key: str, language: str) -> Keyword | None:
+        """`classify` for a reply already through `normalize_reply`."""
         for lang in {FALLBACK_LANGUAGE, self._language(language)}:
             for kind, words in self.languages[lang].words.items():
                 if key in words:

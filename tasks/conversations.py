@@ -27,13 +27,13 @@ state the previous one left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
-from schemas.chatbot import Chatbot
+from schemas.chatbot import Chatbot, normalize_reply
 from schemas.keywords import Keyword, Keywords
 from schemas.messages import MessageStatus
 from smartchat.settings import StoreSettings
@@ -138,7 +138,7 @@ def decide(
             decisions.opt_ins.append({"phone": row["phone"], "opted_in_at": row["received_at"]})
         if answer is not None:
             next_seq[key] += 1
-            conversation = replace(conversation, last_outbound_at=now)
+            conversation.last_outbound_at = now
             decisions.answers.append(_message(row, answer, next_seq[key], bot))
         decisions.states[key] = conversation
         decisions.replies.append(
@@ -186,16 +186,18 @@ def _read(
     opted_out: bool,
     expire_after: float,
 ) -> tuple[str, Answer | None, tuple[str, str] | None, Conversation]:
-    """(outcome, answer to send, (option, goto) matched, the conversation after this reply)."""
+    """(outcome, answer to send, (option, goto) matched, the conversation after this reply).
+
+    Changes `conversation` in place: it is the batch's own working copy.
+    """
     at = row["received_at"]
     row["state_step"] = conversation.step  # the step this reply answered
-    replied = replace(
-        conversation,
-        first_reply_at=conversation.first_reply_at or at,
-        last_reply_at=at,
-    )
+    replied = conversation
+    replied.first_reply_at = replied.first_reply_at or at
+    replied.last_reply_at = at
     texts = keywords.texts(bot.language)
-    keyword = keywords.classify(row["body"], bot.language)
+    said = normalize_reply(row["body"])
+    keyword = keywords.classify_normalized(said, bot.language)
     if keyword is Keyword.OPT_OUT:
         ended = _ended(replied, OPTED_OUT, OPTED_OUT, at) if replied.state == WAITING else replied
         return "opt_out", Answer(conversation.step, "opt_out", texts.opted_out), None, ended
@@ -217,10 +219,11 @@ def _read(
         return "after_expiry", None, None, _ended(replied, EXPIRED, EXPIRED, at)
 
     step = bot.steps[conversation.step]
-    option = step.match(row["body"])
+    option = step.match_normalized(said)
     if option is not None:
         target = bot.steps[option.goto]
-        moved = replace(replied, step=option.goto, misses=0, turns=replied.turns + 1)
+        moved = replied
+        moved.step, moved.misses, moved.turns = option.goto, 0, replied.turns + 1
         if target.is_final:
             moved = _ended(moved, FINISHED, "completed", at)
         return (
@@ -230,7 +233,8 @@ def _read(
             moved,
         )
     misses = replied.misses + 1
-    missed = replace(replied, misses=misses)
+    missed = replied
+    missed.misses = misses
     if misses >= bot.max_misses:
         return "fallback", None, None, _ended(missed, FINISHED, "miss_limit", at)
     fallback = Answer(conversation.step, "otherwise", step.otherwise) if step.otherwise else None
@@ -238,7 +242,8 @@ def _read(
 
 
 def _ended(conversation: Conversation, state: str, reason: str, at: datetime) -> Conversation:
-    return replace(conversation, state=state, end_reason=reason, ended_at=at)
+    conversation.state, conversation.end_reason, conversation.ended_at = state, reason, at
+    return conversation
 
 
 def _message(row: dict[str, Any], answer: Answer, seq: int, bot: Chatbot) -> dict[str, Any]:

@@ -65,16 +65,13 @@ import contextlib
 import dataclasses
 import functools
 import hmac
-import importlib.util
 import math
 import os
 import pickle
 import random
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import deque
@@ -106,6 +103,7 @@ from tasks.gateway.reply_script import (
     load_reply_script,
 )
 from tasks.gateway.signature import SIGNATURE_HEADER, twilio_signature
+from tasks.serving import listen, serving_in_thread, uvicorn_config
 from tasks.sms import segments
 
 DEFAULT_ACCOUNT_SID = "AC00000000000000000000000000000000"
@@ -1118,28 +1116,6 @@ def _not_found(request: Request) -> _TwilioError:
 # --- running it ---------------------------------------------------------------------------------
 
 
-def _uvicorn_config(app: Starlette, host: str, port: int, quiet: bool) -> Any:
-    import uvicorn
-
-    # uvloop + httptools double the requests a second (MEASURED.md); both are optional extras.
-    fast_loop = importlib.util.find_spec("uvloop") is not None
-    fast_http = importlib.util.find_spec("httptools") is not None
-    extra: dict[str, Any] = {"log_config": None, "log_level": "warning"} if quiet else {}
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop" if fast_loop else "asyncio",
-        http="httptools" if fast_http else "h11",
-        # 5 s (uvicorn's default) made idle keep-alive connections of a sender fail mid-run.
-        timeout_keep_alive=60,
-        timeout_graceful_shutdown=2,
-        access_log=False,
-        lifespan="on",
-        **extra,
-    )
-
-
 def serve(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Run the sandbox until interrupted (Ctrl-C); SmartChatError if its settings are wrong."""
     import uvicorn
@@ -1147,7 +1123,7 @@ def serve(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: in
     app = create_app(config)
     # uvicorn shuts down cleanly on Ctrl-C, then raises it again for the caller: that's us.
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(_uvicorn_config(app, host, port, quiet=False)).run()
+        uvicorn.Server(uvicorn_config(app, host, port, quiet=False)).run()
 
 
 @contextlib.contextmanager
@@ -1172,34 +1148,8 @@ def running_sandbox(
         with _in_process(config, host, port) as url:
             yield url
         return
-    import uvicorn
-
-    app = create_app(config)
-    listener = _listen(host, port)
-    server = uvicorn.Server(_uvicorn_config(app, host, port, quiet=True))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name="sandbox", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise SmartChatError("The sandbox did not start (see the log above).")
-            time.sleep(0.005)
-        yield f"http://{host}:{listener.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(2048)
-    return listener
+    with serving_in_thread(create_app(config), listen(host, port), "sandbox") as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -1248,6 +1198,6 @@ def _serve_child() -> None:
 
     config, host, port = pickle.loads(sys.stdin.buffer.read())  # noqa: S301  (our own parent)
     app = create_app(config)
-    listener = _listen(host, port)
+    listener = listen(host, port)
     print(listener.getsockname()[1], flush=True)
-    uvicorn.Server(_uvicorn_config(app, host, port, quiet=True)).run(sockets=[listener])
+    uvicorn.Server(uvicorn_config(app, host, port, quiet=True)).run(sockets=[listener])
