@@ -38,7 +38,8 @@ BOT = ROOT / "data" / "payment-reminder.yaml"
 def timed_launch(contacts: Path, db: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `smartchat launch --no-send` process."""
     wall, peak, _ = run_smartchat(
-        "launch", "-c", "payment-reminder", "--contacts", str(contacts), "--no-send", "--json",
+        "launch", "-c", "payment-reminder", "--contacts", str(contacts), "--no-send", "--again",
+        "--json",
         "--db", str(db),
     )  # fmt: skip
     return wall, peak
