@@ -56,6 +56,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from schemas.text_files import read_text_file
 from smartchat.errors import ChatbotError, ChatbotFileError
 
 CONTACT_HEADER = "CONTACT"
@@ -453,16 +454,7 @@ def is_chatbot_file(ref: str | Path) -> bool:
 def load_chatbot(path: Path | str) -> Chatbot:
     """Read and check a chatbot YAML file; every problem at once, naming step and field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ChatbotFileError(f"{path}: no such chatbot file.") from None
-    except IsADirectoryError:
-        raise ChatbotFileError(f"{path} is a folder: name the chatbot's .yaml file.") from None
-    except UnicodeDecodeError:
-        raise ChatbotFileError(f"{path}: is not UTF-8 text. Save it as UTF-8.") from None
-    except OSError as exc:
-        raise ChatbotFileError(f"{path}: can't be read ({exc.strerror or exc}).") from None
+    text = read_text_file(path, "chatbot file", ChatbotFileError)
     return parse_chatbot(_parse_yaml(text, path), source=str(path))
 
 

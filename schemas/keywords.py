@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from schemas.chatbot import normalize_reply
+from schemas.text_files import read_text_file
 from smartchat.errors import SmartChatError
 
 FALLBACK_LANGUAGE = "en"
@@ -68,10 +69,7 @@ def load_keywords(path: Path | str | None = None) -> Keywords:
         text = resources.files(__package__).joinpath("keywords.yaml").read_text("utf-8")
         source = "keywords.yaml"
     else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SmartChatError(f"Can't read the keywords file {path}: {exc.strerror}.") from None
+        text = read_text_file(Path(path), "keywords file")
         source = str(path)
     raw = yaml.safe_load(text)
     if not isinstance(raw, dict) or FALLBACK_LANGUAGE not in raw:

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import yaml
 
+from schemas.text_files import read_text_file
 from smartchat.errors import SmartChatError
 
 FailStatus = Literal["undelivered", "failed"]
@@ -189,17 +190,7 @@ _PATTERN_HELP = (
 def load_reply_script(path: Path | str) -> ReplyScript:
     """Read and check a reply script; SmartChatError naming file, line and field if it is wrong."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SmartChatError(f"{path}: no such reply script.") from None
-    except IsADirectoryError:
-        raise SmartChatError(f"{path} is a folder: name the reply script's .yaml file.") from None
-    except UnicodeDecodeError:
-        raise SmartChatError(f"{path}: is not UTF-8 text. Save it as UTF-8.") from None
-    except OSError as exc:
-        raise SmartChatError(f"{path}: can't be read ({exc.strerror or exc}).") from None
-    return parse_reply_script(text, source=str(path))
+    return parse_reply_script(read_text_file(path, "reply script"), source=str(path))
 
 
 def parse_reply_script(text: str, source: str = "<reply script>") -> ReplyScript:
