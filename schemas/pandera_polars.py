@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.abc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -24,16 +26,24 @@ class _PandasAbsent(importlib.abc.MetaPathFinder):
         return None
 
 
-def import_pandera_polars() -> ModuleType:
-    """The `pandera.polars` module, loaded without pandas if it isn't loaded yet."""
-    if "pandera.polars" in sys.modules or "pandas" in sys.modules:
-        import pandera.polars
-
-        return pandera.polars
+@contextmanager
+def pandas_hidden() -> Iterator[None]:
+    """While the block runs, `import pandas` fails as if pandas weren't installed (unless it is
+    imported already). pandera imports parts of its pandas API lazily, while a schema is built
+    and run too, so the whole validation runs inside this."""
+    if "pandas" in sys.modules:
+        yield
+        return
     finder = _PandasAbsent()
     sys.meta_path.insert(0, finder)
     try:
-        import pandera.polars
+        yield
     finally:
         sys.meta_path.remove(finder)
+
+
+def import_pandera_polars() -> ModuleType:
+    """The `pandera.polars` module, loaded without pandas if it isn't loaded yet."""
+    with pandas_hidden():
+        import pandera.polars
     return pandera.polars

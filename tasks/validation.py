@@ -32,7 +32,7 @@ from schemas.contacts import (
     contact_schema,
     control_character_message,
 )
-from schemas.pandera_polars import import_pandera_polars
+from schemas.pandera_polars import import_pandera_polars, pandas_hidden
 from tasks import sms
 from tasks.countries import country_for_calling_code, country_for_region
 from tasks.ingest import NO_SAVED_RESULT, ContactSheet, read_contacts
@@ -153,9 +153,10 @@ def validate_sheet(
     complete = all(uid in positions for uid in chatbot.custom_data)
     frame, phone_messages = _derive_facts(frame, sheet, chatbot, positions, complete)
 
-    schema = contact_schema(columns, max_message_chars if complete else None)
     try:
-        schema.validate(frame, lazy=True)
+        with pandas_hidden():  # pandera imports its pandas API lazily too (0.7 s)
+            schema = contact_schema(columns, max_message_chars if complete else None)
+            schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         issues += _translate_failures(
             exc.failure_cases, frame, positions, chatbot, phone_messages, max_message_chars

@@ -332,21 +332,29 @@ def test_control_characters_in_cells_are_refused_but_a_line_break_is_kept(tmp_pa
 def test_pandera_loads_without_importing_pandas_even_where_it_is_installed(tmp_path):
     """pandera imports pandas whenever it can (0.7 s per validate): a pandas on the path must
     stay unimported, and stay importable afterwards."""
+    bad = write_tsv(tmp_path / "bad.tsv", [HEADERS, ["5512345678", "", "x", "1"]])
     fake = tmp_path / "pandas"
     fake.mkdir()
     (fake / "__init__.py").write_text("import sys\nsys.stderr.write('PANDAS IMPORTED\\n')\n")
     script = (
         "import sys\n"
-        "from schemas.pandera_polars import import_pandera_polars\n"
-        "import_pandera_polars()\n"
-        "import pandera.polars\n"
+        "from schemas.chatbot import load_chatbot\n"
+        "from tasks.validation import check_contact_file\n"
+        "bot = load_chatbot('data/payment-reminder.yaml')\n"
+        "check_contact_file('data/sample-contacts.tsv', bot, max_message_chars=1600)\n"
+        f"check_contact_file({str(bad)!r}, bot, max_message_chars=1600)\n"  # errors too
         "assert 'pandas' not in sys.modules\n"
         "import pandas\n"  # still there for whoever wants it
         "print('ok')\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
