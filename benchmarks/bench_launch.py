@@ -84,7 +84,8 @@ def bench_launch(rows: int) -> Path:
 
 
 def build_summary_store(db: Path, n_campaigns: int, rows: int) -> None:
-    """10 campaigns x rows contacts x 3 messages, generated inside DuckDB in bulk."""
+    """10 campaigns x rows contacts x 3 messages, 2 replies and an ended conversation each,
+    generated inside DuckDB in bulk."""
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
     campaigns.register_chatbot(StoreSettings(path=db), BOT, max_message_chars=1600)
@@ -144,6 +145,26 @@ def build_summary_store(db: Path, n_campaigns: int, rows: int) -> None:
                 """,
                 [campaign_id, rows],
             )
+            # Every conversation has ended: finished (replied), expired (failed or silent),
+            # opted out: the summary views count them.
+            conn.execute(
+                """
+                INSERT INTO conversation_state (campaign_id, phone, country, step, state,
+                    end_reason, misses, turns, last_outbound_at, first_reply_at, last_reply_at,
+                    ended_at)
+                SELECT ?, '+5255' || lpad(n::VARCHAR, 8, '0'),
+                       ['MX', 'US', 'ES', 'CO', 'AR', 'BR', 'GB', 'CL'][1 + n % 8],
+                       CASE WHEN n % 20 = 0 THEN 'ask'
+                            WHEN n % 3 = 0 THEN 'callback' ELSE 'thanks' END,
+                       CASE WHEN n % 20 = 0 THEN 'expired' WHEN n % 100 = 1 THEN 'opted_out'
+                            ELSE 'finished' END,
+                       CASE WHEN n % 20 = 0 THEN 'expired' WHEN n % 100 = 1 THEN 'opted_out'
+                            ELSE 'completed' END,
+                       1, 1, now(), now(), now(), now()
+                FROM range(?) r(n)
+                """,
+                [campaign_id, rows],
+            )
         print(f"  built campaign {c + 1}/{n_campaigns}", end="\r", flush=True)
     print()
 
@@ -152,6 +173,7 @@ VIEWS = {
     "campaign_summary": "SELECT * FROM campaign_summary",
     "campaign_country_summary": "SELECT * FROM campaign_country_summary",
     "step_funnel": "SELECT * FROM step_funnel",
+    "conversations, per state": "SELECT state, count(*) FROM conversations GROUP BY 1",
 }
 
 
