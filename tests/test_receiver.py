@@ -380,6 +380,32 @@ def test_a_reply_goes_to_the_campaign_that_wrote_last_from_that_number(
     ]
 
 
+def test_a_number_in_two_running_campaigns_answers_the_latest_and_a_stopped_one_yields(
+    receiver: Receiver, store: StoreSettings
+):
+    """Among campaigns still running, the most recent outbound message wins; a stopped
+    campaign gets a reply only when no running campaign wrote to the number."""
+    with write_transaction(store) as conn:
+        for campaign, status in (("c-a", "launched"), ("c-b", "launched"), ("c-c", "stopped")):
+            conn.execute(
+                "INSERT INTO campaigns (id, name, chatbot_id, chatbot_version, status, "
+                "contacts_file, contacts_sha256, contact_count, send_rate, send_enabled) "
+                "VALUES (?, ?, 'bot', 1, ?, 'f.tsv', '0', 1, 10, true)",
+                [campaign, campaign, status],
+            )
+    wrote(store, "c-a", ANA, sent_at=T0 - timedelta(hours=2))
+    wrote(store, "c-b", ANA, sent_at=T0 - timedelta(hours=1))  # the latest running one
+    wrote(store, "c-c", ANA, sent_at=T0)  # later still, but stopped
+    wrote(store, "c-c", LUIS, sent_at=T0)  # only a stopped campaign wrote to Luis
+    receiver.inbound("SMa", ANA, "Sí")
+    receiver.inbound("SMb", LUIS, "Sí")
+    drain(store, receiver.inbox)
+    assert query(store, "SELECT provider_id, campaign_id FROM replies ORDER BY provider_id") == [
+        ("SMa", "c-b"),
+        ("SMb", "c-c"),
+    ]
+
+
 def test_a_reply_nobody_wrote_to_waits_a_while_for_its_message(
     receiver: Receiver, store: StoreSettings
 ):

@@ -83,11 +83,13 @@ def attribute(conn: Connection, inbound: pl.DataFrame) -> pl.DataFrame:
     `received_at`, and optionally `service_sid` (the MessagingServiceSid our number belongs to:
     a message sent through a service has the service as its sender); other columns are kept.
 
-    The campaign is the one that last wrote to that phone from that sender: of its messages that
-    left for the aggregator (sent, or `sending`; a queued one, or one failed before sending,
-    never reached the phone) and were queued before the reply arrived, the latest by sent_at
-    (else sending_at, queued_at). Its step and country are copied. All three are NULL when no
-    campaign wrote to the phone from that number.
+    The campaign is the one that last wrote to that phone from that sender, among campaigns
+    still running first (a reply to a stopped campaign is recorded there only when no running
+    campaign wrote to the phone): of its messages that left for the aggregator (sent, or
+    `sending`; a queued one, or one failed before sending, never reached the phone) and were
+    queued before the reply arrived, the latest by sent_at (else sending_at, queued_at). Its
+    step and country are copied. All three are NULL when no campaign wrote to the phone from
+    that number.
     """
     numbered = inbound.drop("campaign_id", "step", "country", strict=False).with_row_index("_order")
     service = pl.col("service_sid") if "service_sid" in inbound else pl.lit(None, pl.String)
@@ -102,9 +104,11 @@ def attribute(conn: Connection, inbound: pl.DataFrame) -> pl.DataFrame:
                 ON m.phone = s.phone AND (m.sender = s.sender OR m.sender = s.service)
                 AND (m.sent_at IS NOT NULL OR m.status = 'sending')
                 AND m.queued_at <= s.received_at
+            LEFT JOIN campaigns c ON c.id = m.campaign_id
             QUALIFY row_number() OVER (
                 PARTITION BY s._order
-                ORDER BY coalesce(m.sent_at, m.sending_at, m.queued_at) DESC, m.queued_at DESC
+                ORDER BY coalesce(c.status = 'launched', false) DESC,
+                         coalesce(m.sent_at, m.sending_at, m.queued_at) DESC, m.queued_at DESC
             ) = 1
             """
         ).fetchall()
