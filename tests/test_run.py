@@ -97,3 +97,24 @@ def test_run_carries_a_campaign_to_the_end(tmp_path: Path):
     assert set(states) <= {"finished", "expired", "opted_out"}
     assert sum(states.values()) == 40
     assert summary["finished"] == states.get("finished", 0)
+
+
+def test_a_port_in_use_is_one_sentence_before_anything_starts(tmp_path: Path):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(2))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "SMARTCHAT_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+        done = subprocess.run(
+            [str(SMARTCHAT), "run", "--chatbot", str(CHATBOT_YAML), "--contacts", str(contacts)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    message = " ".join(done.stderr.split())
+    assert f"can't listen on port {port}" in message and "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "smartchat.duckdb").exists()  # nothing started

@@ -12,6 +12,7 @@ import asyncio
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,9 +22,10 @@ from rich.live import Live
 from rich.table import Table
 
 from smartchat.cli.console import count, print_json, shown
+from smartchat.cli.errors import UsageError
 from smartchat.cli.options import DbOption, JsonOption, settings_of
 from smartchat.errors import SmartChatError, StoreError
-from smartchat.settings import StoreSettings
+from smartchat.settings import Settings, StoreSettings
 
 
 def run(
@@ -72,8 +74,6 @@ def run(
     settings = settings_of(ctx)
     check_send_rate(rate)
     if not expire > 0:
-        from smartchat.cli.errors import UsageError
-
         raise UsageError(f"--expire must be a number of seconds above 0, not {expire:g}.")
     bot = load_chatbot(chatbot)  # a chatbot, reply script or contact file that doesn't fit is
     if reply_script is not None:  # refused before anything starts
@@ -90,6 +90,7 @@ def run(
 
         raise ContactValidationError(f"{contacts} can't be used with {bot.id}.", report)
 
+    _check_ports(settings)  # one sentence now, not a failed flow run in a few seconds
     # Prefect's console logging would scroll the progress table away; the UI keeps every log.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     # The ephemeral API's telemetry write races its own SQLite file under a busy run.
@@ -115,13 +116,14 @@ def run(
             outcome["error"] = exc
 
     started = time.monotonic()
+    since = datetime.now(UTC)
     thread = threading.Thread(target=work, name="run-campaign", daemon=True)
     thread.start()
     console = Console(stderr=True)
-    with Live(_progress(store, started), console=console, refresh_per_second=2) as live:
+    with Live(_progress(store, started, since), console=console, refresh_per_second=2) as live:
         while thread.is_alive():
             thread.join(1.0)
-            live.update(_progress(store, started))
+            live.update(_progress(store, started, since))
     console.print()
     if "error" in outcome:
         raise outcome["error"]
@@ -132,7 +134,28 @@ def run(
     _show_summary(summary, time.monotonic() - started)
 
 
-def _progress(store: StoreSettings, started: float) -> Table:
+def _check_ports(settings: Settings) -> None:
+    """The receiver's port, and the sandbox's when the gateway is the local default, are free."""
+    from urllib.parse import urlsplit
+
+    from tasks.serving import listen
+
+    wanted = [("webhook receiver", urlsplit(settings.gateway.public_url).port or 8080)]
+    gateway = urlsplit(settings.gateway.url)
+    if gateway.hostname in ("127.0.0.1", "localhost", "::1"):
+        wanted.append(("sandbox aggregator", gateway.port or 80))
+    for what, port in wanted:
+        try:
+            listen("127.0.0.1", port).close()
+        except OSError as exc:
+            raise UsageError(
+                f"The {what} can't listen on port {port} ({exc.strerror or exc}): another "
+                "program has it (another smartchat run, serve or sandbox?). Stop it, or choose "
+                "other ports (SMARTCHAT_PUBLIC_URL, SMARTCHAT_GATEWAY_URL)."
+            ) from None
+
+
+def _progress(store: StoreSettings, started: float, since: datetime) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -140,7 +163,11 @@ def _progress(store: StoreSettings, started: float) -> Table:
     try:
         from tasks.queries import campaign_status
 
-        latest = campaign_status(store)[:1] if store.path.exists() else []
+        latest = [
+            p
+            for p in (campaign_status(store) if store.path.exists() else [])[:1]
+            if p.launched_at is not None and p.launched_at >= since
+        ]
     except (SmartChatError, StoreError):
         latest = []  # the store is busy or new: next time
     if not latest:
