@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from smartchat.cli import analysis, campaigns, contacts, running, sending, servers
+from smartchat.cli import analysis, campaigns, contacts, reporting, running, sending, servers
 from smartchat.cli.errors import exit_code, explain
 from smartchat.errors import ContactValidationError, SmartChatError
 from smartchat.settings import load_settings
@@ -110,6 +110,7 @@ analysis.register(app)
 sending.register(app)
 servers.register(app)
 running.register(app)
+reporting.register(app)
 
 
 def main() -> None:
