@@ -11,13 +11,14 @@ from typing import Any
 
 from prefect import flow
 
+from flows.naming import run_name, tag_run
 from schemas.campaigns import check_send_rate
 from smartchat.settings import load_settings
 from tasks.campaign_tasks import discard_staged, record_launch_task, validate_for_launch_task
 from tasks.campaigns import LaunchPlan
 
 
-@flow(name="launch-campaign")
+@flow(name="launch-campaign", flow_run_name=run_name("launch"))
 def launch_campaign(
     chatbot_id: str,
     contacts_path: str,
@@ -37,6 +38,7 @@ def launch_campaign(
     `again`: launch even though a running campaign of this chatbot has this very file.
     `sheet`: the .xlsx sheet (name or number), default the first visible one with values.
     """
+    tag_run("launch", chatbot_id=chatbot_id, contacts_path=contacts_path)
     settings = load_settings()
     store = settings.store.at(db)
     plan = LaunchPlan(

@@ -12,11 +12,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.naming import run_name
 from smartchat.settings import load_settings
 from tasks.conversation_tasks import drain_inbox_task, expire_and_complete_task, read_replies_task
 
 
-@flow(name="process-replies")
+@flow(name="process-replies", flow_run_name=run_name("replies"))
 async def process_replies(
     db: str | None = None,
     inbox: str | None = None,

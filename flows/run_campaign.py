@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 
+from flows.naming import run_name, tag_run
 from schemas.campaigns import check_send_rate
 from smartchat.settings import Settings, load_settings
 from tasks import campaigns, queries
@@ -31,7 +32,7 @@ SUMMARY_ARTIFACT = "campaign-run"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-@flow(name="run-campaign")
+@flow(name="run-campaign", flow_run_name=run_name("run"))
 async def run_campaign(
     chatbot_path: str,
     contacts_path: str,
@@ -47,6 +48,7 @@ async def run_campaign(
     `expire_after`: seconds without a reply before a conversation ends (short against the
     sandbox, so the run ends). `rate`: messages per second. `timeout`: give up after this long.
     """
+    tag_run("run", chatbot_path=chatbot_path, contacts_path=contacts_path)
     from flows.process_replies import process_replies
     from flows.send_campaign import send_campaign
 

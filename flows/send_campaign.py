@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
+from flows.naming import run_name, tag_run
 from smartchat.settings import GatewaySettings, SendingSettings, StoreSettings, load_settings
 from tasks.send_tasks import (
     PROGRESS_ARTIFACT,
@@ -34,7 +35,7 @@ BATCHES_IN_FLIGHT = 2
 MAX_ROUNDS = 3
 
 
-@flow(name="send-campaign")
+@flow(name="send-campaign", flow_run_name=run_name("send"))
 async def send_campaign(
     campaign_id: str, rate: float | None = None, db: str | None = None
 ) -> dict[str, Any]:
@@ -43,6 +44,7 @@ async def send_campaign(
     `rate`: messages per second for this run (default: the campaign's send rate). `db`: the
     store (default SMARTCHAT_DB). The gateway is SMARTCHAT_GATEWAY_URL and its account settings.
     """
+    tag_run("send", campaign_id=campaign_id, db=db)
     settings = load_settings()
     store = settings.store.at(db)
     try:

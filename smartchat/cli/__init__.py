@@ -17,7 +17,16 @@ from typing import Any
 
 import typer
 
-from smartchat.cli import analysis, campaigns, contacts, reporting, running, sending, servers
+from smartchat.cli import (
+    analysis,
+    campaigns,
+    contacts,
+    reporting,
+    running,
+    scheduling,
+    sending,
+    servers,
+)
 from smartchat.cli.errors import exit_code, explain
 from smartchat.errors import ContactValidationError, SmartChatError
 from smartchat.settings import load_settings
@@ -111,6 +120,7 @@ sending.register(app)
 servers.register(app)
 running.register(app)
 reporting.register(app)
+scheduling.register(app)
 
 
 def main() -> None:
