@@ -66,6 +66,13 @@ class SendingSettings(BaseModel):
     # A request whose answer was lost (timeout, reset, 5xx) may still reach the aggregator: it
     # is looked for in the aggregator's list this many seconds later, and resent only if absent.
     reconcile_delay: float = Field(default=2.0, ge=0, le=600, allow_inf_nan=False)
+    # Each recipient's local time (from the number) when campaigns don't text: "21:00-08:00";
+    # the same start and end means none.
+    quiet_hours: str = Field(
+        default="21:00-08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+    )
+    # Per-country SMS prices for the cost before launch (the shipped file has sample prices).
+    prices: Path = Path("data/sms-prices.tsv")
 
 
 class GatewaySettings(BaseModel):
@@ -177,6 +184,12 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
         "seconds before a request whose answer was lost is looked for at the aggregator: "
         "a number from 0 to 600",
     ),
+    "SMARTCHAT_QUIET_HOURS": (
+        "sending",
+        "quiet_hours",
+        "the local hours nobody is texted, as HH:MM-HH:MM (21:00-08:00)",
+    ),
+    "SMARTCHAT_PRICES": ("sending", "prices", "the path of a per-country SMS price table (TSV)"),
     "SMARTCHAT_GATEWAY_URL": ("gateway", "url", "the aggregator's base URL"),
     "SMARTCHAT_ACCOUNT_SID": ("gateway", "account_sid", "the aggregator's account SID"),
     "SMARTCHAT_AUTH_TOKEN": ("gateway", "auth_token", "the aggregator's auth token"),

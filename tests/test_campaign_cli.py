@@ -554,3 +554,29 @@ def test_launch_with_the_aggregator_down_keeps_the_campaign_to_send_later(
     assert "Traceback" not in result.output
     status = json.loads(invoke("status", "--json", "--db", db).stdout)
     assert [(c["status"], c["sent"]) for c in status] == [("launched", 0)]
+
+
+def test_a_dry_run_shows_quiet_hours_and_cost(db: Path, tmp_path: Path, monkeypatch):
+    contacts = write_contacts(tmp_path / "c.tsv", contact_rows(12))
+    prices = tmp_path / "prices.tsv"
+    prices.write_text(
+        "# test prices\ncountry\tprice_per_segment\tcurrency\nMX\t0.05\tUSD\n*\t0.01\tUSD\n"
+    )
+    monkeypatch.setenv("SMARTCHAT_PRICES", str(prices))
+    monkeypatch.setenv("SMARTCHAT_QUIET_HOURS", "00:00-23:59")  # nearly always quiet
+    result = invoke(
+        "launch", "-c", "payment-reminder", "--contacts", contacts, "--db", db, "--dry-run",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.stdout)["preview"]
+    assert preview["quiet_hours"] == "00:00-23:59"
+    assert 0 < preview["waiting"] <= 12
+    cost = preview["cost"]
+    by_country = {row["country"]: row for row in cost["by_country"]}
+    # The opening message is 2 segments (UCS-2) for each of the 2 Mexican contacts.
+    assert (by_country["MX"]["segments"], by_country["MX"]["cost"]) == (4, 0.2)
+    assert cost["opening"] == round(sum(r["cost"] for r in cost["by_country"]), 6)
+    assert cost["upper_bound"] > cost["opening"]
+    assert invoke("query", "SELECT count(*) AS n FROM campaigns", "--json", "--db", db).stdout
+    assert json.loads(invoke("status", "--json", "--db", db).stdout) == []  # nothing written

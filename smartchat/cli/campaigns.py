@@ -201,6 +201,9 @@ def launch(
             sheet=sheet,
         ),
     )
+    if dry_run:
+        _show_dry_run(result, settings, json_output)
+        return
     _show_launch(result, json_output, settings.validation.report_sample, send=not no_send)
     if result.campaign is not None and result.campaign.send_enabled:
         _send_launched(settings, store, result, json_output)
@@ -328,6 +331,72 @@ def _send_launched(
         print_json({**result.to_json(), "send": report.to_json()})
     else:
         show_report(report)
+
+
+def _show_dry_run(result: LaunchResult, settings: Settings, json_output: bool) -> None:
+    """The validation report, then who would wait for quiet hours and what it would cost."""
+    from datetime import UTC, datetime, time
+
+    from tasks.launch_preview import preview
+    from tasks.quiet_hours import QuietHours
+
+    start, end = (time.fromisoformat(t) for t in settings.sending.quiet_hours.split("-"))
+    shown_preview = preview(
+        result.report.contacts,
+        result.chatbot.load(),
+        quiet=QuietHours(start, end),
+        prices=settings.sending.prices,
+        now=datetime.now(UTC),
+    )
+    if json_output:
+        print_json({**result.to_json(), "preview": shown_preview.to_json()})
+        return
+    console = Console()
+    show_validation_report(result.report, console, settings.validation.report_sample)
+    waiting = shown_preview.waiting
+    window = f"{start:%H:%M}–{end:%H:%M} in each contact's local time"
+    if waiting.waiting and waiting.latest is not None:
+        console.print(
+            f"[bold]Quiet hours[/] ({window}): {count(waiting.waiting, 'contact')} of "
+            f"{waiting.contacts:,} would wait until {end:%H:%M} their time (the last at "
+            f"{waiting.latest:%Y-%m-%d %H:%M} UTC)."
+        )
+    else:
+        console.print(f"[bold]Quiet hours[/] ({window}): nobody would wait right now.")
+    cost = shown_preview.cost
+    if cost is None:
+        console.print(
+            f"No price table at {shown(settings.sending.prices)} (SMARTCHAT_PRICES): no cost "
+            "estimate."
+        )
+    else:
+        table = text_table(
+            f"Estimated cost, opening message ({shown(shown_preview.prices)})",
+            ["Country", "Messages", "Segments", "Price/segment", "Cost"],
+        )
+        for row in cost.opening.by_country.iter_rows(named=True):
+            price = row["price_per_segment"]
+            table.add_row(
+                shown(row["country"]),
+                f"{row['messages']:,}",
+                f"{row['segments']:,}",
+                "" if price is None else f"{price:g}",
+                "" if row["cost"] is None else f"{row['cost']:,.2f}",
+            )
+        console.print(table)
+        total = "unknown" if cost.opening.cost is None else f"{cost.opening.cost:,.2f}"
+        upper = cost.upper_bound.cost if cost.upper_bound else None
+        bound = (
+            ""
+            if upper is None
+            else f"; at most {upper:,.2f} if every contact gets every message once"
+        )
+        console.print(f"  Total {total} {cost.opening.currency}{bound}. {cost.note}")
+    console.print(
+        f"[bold]Dry run:[/] nothing was written. Without --dry-run this launches "
+        f"{count(result.report.contact_count, 'contact')} with chatbot "
+        f"{shown(result.chatbot.id)} version {result.chatbot.version}."
+    )
 
 
 def _show_launch(result: LaunchResult, json_output: bool, sample: int, send: bool = False) -> None:
