@@ -10,6 +10,8 @@ Measures, each `smartchat validate` as a fresh subprocess (process start include
   - the naive baseline (pandas read + phonenumbers.parse + is_valid_number per row), same file
   - 100,000 contacts as .xlsx
   - a 10-row file
+  - `smartchat launch --dry-run` of the 1M .tsv: validation plus quiet hours and cost (target:
+    within 1.5x of validate alone)
   - the 1M .tsv and 100k .xlsx again in a venv that also has pandas (benchmarks/out/pandas-venv,
     made on first use): pandera imports pandas whenever it can, unless smartchat stops it
 """
@@ -34,6 +36,23 @@ def run_cli(path: Path, python: str = sys.executable) -> tuple[float, float, int
     """Wall seconds, peak RSS (MB) and exit code of one `smartchat validate` process."""
     return run_smartchat(
         "validate", str(path), "--chatbot", str(BOT), "--json", ok=(0, 1), python=python
+    )
+
+
+def dry_run_preview(tsv: Path, validate_wall: float) -> None:
+    """`launch --dry-run` of the same file: the report, plus quiet hours and cost."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "s.duckdb")
+        run_smartchat("chatbot", "add", str(BOT), "--db", db)
+        args = ("launch", "-c", "payment-reminder", "--contacts", str(tsv), "--dry-run", "--json")
+        runs = [run_smartchat(*args, "--db", db) for _ in range(3)]
+    wall = sorted(r[0] for r in runs)[1]
+    print(
+        f"smartchat launch --dry-run {tsv.name} (quiet hours and cost too): {wall:.2f} s wall "
+        f"(median of 3), peak RSS {max(r[1] for r in runs):,.0f} MB: {wall / validate_wall:.2f}x "
+        "validate alone (target <= 1.5x)"
     )
 
 
@@ -123,6 +142,8 @@ def main() -> None:
         )
         if path is tsv:
             tsv_wall = wall
+
+    dry_run_preview(tsv, tsv_wall)
 
     with_pandas = pandas_python()
     run_cli(small, with_pandas)
