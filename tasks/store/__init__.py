@@ -7,7 +7,9 @@
     campaigns    campaigns and their progress views
     contacts     each campaign's frozen contact list
     messages     outbound SMS and their forward-only statuses (schemas.messages)
-    replies      inbound SMS
+    replies      inbound SMS, attributed to the campaign that last wrote to the number
+    opt_outs     numbers that asked not to be texted
+    conversations  each contact's place in the chatbot, and the replies yet to read
 
 Callers pass a `StoreSettings` (which file, how long to wait for another process's lock): the
 store never reads the environment.
