@@ -268,14 +268,15 @@ def fail_opted_out(conn: Connection, campaign_id: str, at: datetime) -> int:
     """Queued messages of the campaign to numbers that opted out since they were planned: failed.
 
     Every send consults opt_outs this way, so a STOP recorded mid-campaign holds from the next
-    batch on; the one message that still goes is the confirmation of that opt-out (kind
-    `opt_out`, queued by the conversation engine). Returns how many messages failed.
+    batch on. What still goes: the confirmation of that opt-out and the answer to a HELP (kinds
+    `opt_out` and `help`, queued by the conversation engine), as carriers expect. Returns how
+    many messages failed.
     """
     rows = conn.execute(
         f"""
         UPDATE messages SET status = ?, failed_at = ?, error = ?
         WHERE campaign_id = ? AND status = ? AND phone IN ({_OPTED_OUT})
-          AND kind <> 'opt_out'
+          AND kind NOT IN ('opt_out', 'help')
         RETURNING 1
         """,
         [MessageStatus.FAILED.value, at, OPTED_OUT_ERROR, campaign_id, MessageStatus.QUEUED.value],
