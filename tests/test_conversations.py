@@ -251,3 +251,59 @@ def test_a_failed_write_leaves_every_reply_unread_and_nothing_queued(
     monkeypatch.undo()
     assert process(db).answers == 1
     assert rows(db, "SELECT count(*) FROM messages WHERE seq = 2") == [(1,)]
+
+
+KILLED_ENGINE = """
+import sys, time
+from pathlib import Path
+import tasks.store.messages as messages
+from schemas.keywords import load_keywords
+from smartchat.settings import StoreSettings
+from tasks import conversations
+
+insert = messages.insert
+def insert_then_wait(*args, **kwargs):
+    inserted = insert(*args, **kwargs)
+    Path(sys.argv[2]).touch()  # the answers are queued, the transaction not committed yet
+    time.sleep(600)
+    return inserted
+messages.insert = insert_then_wait
+conversations.process_batch(StoreSettings(path=sys.argv[1]), load_keywords())
+"""
+
+
+def test_kill_9_while_answering_loses_nothing_and_sends_nothing_twice(
+    db: Path, campaign: str, tmp_path: Path
+):
+    """A real SIGKILL between reading the replies and committing their answers: every reply is
+    unread again, nothing is queued; the next run answers each reply exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    for phone in PHONES:
+        reply(db, campaign, phone, "si")
+    flag = tmp_path / "queued"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_ENGINE, str(db), str(flag)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not flag.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flag.exists(), child.stderr.read() if child.stderr else ""
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert rows(db, "SELECT count(*) FROM replies WHERE outcome IS NULL") == [(3,)]
+    assert rows(db, "SELECT count(*) FROM messages WHERE seq > 1") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM conversation_state") == [(0,)]
+    assert process(db).answers == 3
+    assert process(db).replies == 0
+    answered = rows(db, "SELECT phone, count(*) FROM messages WHERE seq > 1 GROUP BY 1")
+    assert sorted(answered) == [(phone, 1) for phone in sorted(PHONES)]
