@@ -40,6 +40,11 @@ COMMANDS = [
     ["status"],
     ["query"],
     ["export"],
+    ["send"],
+    ["run"],
+    ["report"],
+    ["schedule"],
+    ["serve"],
 ]
 
 
