@@ -39,7 +39,14 @@ from phonenumbers.phonenumberutil import ValidationResult
 
 from tasks.countries import calling_code_place
 
-__all__ = ["RULE_FORMAT", "RULE_INVALID", "PhoneProblem", "check_phones", "explain_phone"]
+__all__ = [
+    "RULE_FORMAT",
+    "RULE_INVALID",
+    "SPECIAL_TYPES",
+    "PhoneProblem",
+    "check_phones",
+    "explain_phone",
+]
 
 RULE_FORMAT = "phone_format"
 RULE_INVALID = "phone_invalid"
@@ -57,9 +64,9 @@ _POWERS_OF_TEN = pl.Series([10**i for i in range(MAX_E164_DIGITS)], dtype=pl.UIn
 _NON_GEO = "001"
 _EXAMPLE = "+525512345678"
 
-# Every number type `_number_type_helper` accepts, except mobile (handled apart because it is
-# skipped when it shares the fixed-line pattern). Order does not matter for validity.
-_TYPES_BESIDES_MOBILE = (
+# The number types `_number_type_helper` tests before fixed line and mobile: none is tied to a
+# place (tasks.quiet_hours gives them their country's zones).
+SPECIAL_TYPES = (
     "premium_rate",
     "toll_free",
     "shared_cost",
@@ -68,8 +75,10 @@ _TYPES_BESIDES_MOBILE = (
     "pager",
     "uan",
     "voicemail",
-    "fixed_line",
 )
+# Every number type `_number_type_helper` accepts, except mobile (handled apart because it is
+# skipped when it shares the fixed-line pattern). Order does not matter for validity.
+_TYPES_BESIDES_MOBILE = (*SPECIAL_TYPES, "fixed_line")
 
 
 # --------------------------------------------------------------------------------------------

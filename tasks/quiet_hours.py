@@ -49,7 +49,7 @@ from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import _GEO_MOBILE_COUNTRIES
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
-from tasks.phones import check_phones
+from tasks.phones import SPECIAL_TYPES, check_phones
 
 __all__ = [
     "UNKNOWN_ZONE",
@@ -64,17 +64,6 @@ UNKNOWN_ZONE = "Etc/Unknown"  # phonenumbers' own name for "no zone known"
 _FALLBACK_ZONE = "UTC"  # what an unknown zone is taken to be
 _UTC_US = pl.Datetime("us", "UTC")
 
-# Types `_number_type_helper` tests before fixed line and mobile: none is geographical.
-_SPECIAL_TYPES = (
-    "premium_rate",
-    "toll_free",
-    "shared_cost",
-    "voip",
-    "personal_number",
-    "pager",
-    "uan",
-    "voicemail",
-)
 _SetId = Callable[[Sequence[str]], int]  # a zone set's index in the table being built
 _GEO_MOBILE = frozenset(int(code) for code in _GEO_MOBILE_COUNTRIES)
 _SIMPLE_PATTERN = re.compile(r"(?:\\d|\(\?:|[0-9\[\]\-|(){},?*+^$])*")
@@ -352,7 +341,7 @@ def _type_rules(
         return regex, lengths
 
     try:
-        special = tuple(d for d in (desc(name) for name in _SPECIAL_TYPES) if d is not None)
+        special = tuple(d for d in (desc(name) for name in SPECIAL_TYPES) if d is not None)
         return (
             special,
             desc("fixed_line"),

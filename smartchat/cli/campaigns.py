@@ -25,10 +25,12 @@ from smartchat.cli.console import (
 )
 from smartchat.cli.errors import exit_code
 from smartchat.cli.options import (
+    AgainOption,
     CampaignArgument,
     ContactsOption,
     DbOption,
     JsonOption,
+    SeparateOption,
     SheetOption,
     settings_of,
     store_of,
@@ -149,23 +151,8 @@ def launch(
         typer.Option("--dry-run", help="Validate and show what would be sent; write nothing."),
     ] = False,
     no_send: NoSendOption = False,
-    separate: Annotated[
-        bool,
-        typer.Option(
-            "--separate",
-            help="Launch even though a running campaign of this chatbot came from another file "
-            "of the same name (without it, that is refused as an attempt to change that "
-            "campaign's contacts: relaunch it instead).",
-        ),
-    ] = False,
-    again: Annotated[
-        bool,
-        typer.Option(
-            "--again",
-            help="Launch even though a running campaign of this chatbot has this very file "
-            "(without it, that is refused: its contacts would be texted twice).",
-        ),
-    ] = False,
+    separate: SeparateOption = False,
+    again: AgainOption = False,
     sheet: SheetOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,

@@ -33,6 +33,23 @@ SheetOption = Annotated[
         show_default=False,
     ),
 ]
+SeparateOption = Annotated[
+    bool,
+    typer.Option(
+        "--separate",
+        help="Launch even though a running campaign of this chatbot came from another file "
+        "of the same name (without it, that is refused as an attempt to change that "
+        "campaign's contacts: relaunch it instead).",
+    ),
+]
+AgainOption = Annotated[
+    bool,
+    typer.Option(
+        "--again",
+        help="Launch even though a running campaign of this chatbot has this very file "
+        "(without it, that is refused: its contacts would be texted twice).",
+    ),
+]
 CampaignArgument = Annotated[
     str, typer.Argument(help="The campaign's id.", metavar="CAMPAIGN", show_default=False)
 ]

@@ -18,7 +18,15 @@ import typer
 
 from smartchat.cli.console import print_json, shown
 from smartchat.cli.errors import UsageError
-from smartchat.cli.options import ContactsOption, DbOption, JsonOption, SheetOption, settings_of
+from smartchat.cli.options import (
+    AgainOption,
+    ContactsOption,
+    DbOption,
+    JsonOption,
+    SeparateOption,
+    SheetOption,
+    settings_of,
+)
 
 FLOW = "send-campaign"
 DEPLOYMENT = "send-campaign"
@@ -71,22 +79,8 @@ def schedule(
             metavar="N",
         ),
     ] = None,
-    separate: Annotated[
-        bool,
-        typer.Option(
-            "--separate",
-            help="Launch even though a running campaign of this chatbot came from another file "
-            "of the same name (as `smartchat launch --separate`).",
-        ),
-    ] = False,
-    again: Annotated[
-        bool,
-        typer.Option(
-            "--again",
-            help="Launch even though a running campaign of this chatbot has this very file "
-            "(as `smartchat launch --again`: its contacts are texted twice).",
-        ),
-    ] = False,
+    separate: SeparateOption = False,
+    again: AgainOption = False,
     sheet: SheetOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
