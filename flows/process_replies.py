@@ -1,9 +1,10 @@
 """Flow `process_replies`: the chatbot answers every reply that came in since the last run.
 
-drain the receiver's inbox → read replies in batches (a task each) → send the answers (the
-`send_campaign` flow, exactly once, rate-limited) → expire silent conversations, complete
-finished campaigns. Deployed on a one-minute schedule (prefect.yaml), and run in a loop by
-`smartchat run`. Safe to run twice at once or after a crash: every step is idempotent.
+drain the receiver's inbox → read replies in batches (a task each) → send the answers, and any
+message that may go now (held for quiet hours until now), through the `send_campaign` flow
+(exactly once, rate-limited) → expire silent conversations, complete finished campaigns.
+Deployed on a one-minute schedule (prefect.yaml), and run in a loop by `smartchat run`. Safe
+to run twice at once or after a crash: every step is idempotent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from prefect import flow, get_run_logger
 
 from flows.naming import run_name
 from smartchat.settings import load_settings
-from tasks.conversation_tasks import drain_inbox_task, expire_and_complete_task, read_replies_task
+from tasks.conversation_tasks import (
+    campaigns_due_task,
+    drain_inbox_task,
+    expire_and_complete_task,
+    read_replies_task,
+)
 
 
 @flow(name="process-replies", flow_run_name=run_name("replies"))
@@ -60,6 +66,7 @@ async def process_replies(
             outcomes[outcome] = outcomes.get(outcome, 0) + n
     sent = 0
     if send:
+        campaigns.update(campaigns_due_task(store))  # held for quiet hours until now, say
         for campaign_id in sorted(campaigns):
             summary = await send_campaign(campaign_id, db=db)
             sent += summary.get("sent", 0)

@@ -37,18 +37,29 @@ MAX_ROUNDS = 3
 
 @flow(name="send-campaign", flow_run_name=run_name("send"))
 async def send_campaign(
-    campaign_id: str, rate: float | None = None, db: str | None = None
+    campaign_id: str,
+    rate: float | None = None,
+    db: str | None = None,
+    quiet_hours: str | None = None,
 ) -> dict[str, Any]:
     """Send (or resume) campaign `campaign_id`; returns what was sent.
 
     `rate`: messages per second for this run (default: the campaign's send rate). `db`: the
-    store (default SMARTCHAT_DB). The gateway is SMARTCHAT_GATEWAY_URL and its account settings.
+    store (default SMARTCHAT_DB). `quiet_hours`: `HH:MM-HH:MM` in each recipient's local time
+    (default SMARTCHAT_QUIET_HOURS; the same start and end: none): opening messages due in
+    them wait, and a later run sends them. The gateway is SMARTCHAT_GATEWAY_URL and its account
+    settings.
     """
     tag_run("send", campaign_id=campaign_id, db=db)
     settings = load_settings()
     store = settings.store.at(db)
+    sending_settings = settings.sending
+    if quiet_hours is not None:
+        sending_settings = SendingSettings.model_validate(
+            {**sending_settings.model_dump(), "quiet_hours": quiet_hours}
+        )
     try:
-        plan = await prepare_send_task(store, settings.gateway, settings.sending, campaign_id, rate)
+        plan = await prepare_send_task(store, settings.gateway, sending_settings, campaign_id, rate)
         progress = await acreate_progress_artifact(
             progress=0.0,
             key=PROGRESS_ARTIFACT,
@@ -58,11 +69,11 @@ async def send_campaign(
         stopped = None
         for _ in range(MAX_ROUNDS):
             stopped = await _send_batches(
-                store, settings.gateway, settings.sending, plan, totals, progress
+                store, settings.gateway, sending_settings, plan, totals, progress
             )
             if stopped:
                 break
-            settled = await settle_task(store, settings.gateway, settings.sending, plan)
+            settled = await settle_task(store, settings.gateway, sending_settings, plan)
             totals["sent"] += settled.found
             totals["unresolved"] = settled.unresolved
             if not settled.requeued:

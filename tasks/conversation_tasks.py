@@ -58,6 +58,20 @@ def read_replies_task(
     return asdict(result)
 
 
+@task(name="campaigns-due", cache_policy=NO_CACHE)
+def campaigns_due_task(store: StoreSettings) -> list[str]:
+    """Campaigns with queued messages that may go now (held for quiet hours until now, or a
+    send that ended early): the flow sends them with the answers."""
+    from datetime import UTC, datetime
+
+    from tasks.store import messages, open_store
+
+    if not store.path.exists():
+        return []
+    with open_store(store, read_only=True) as conn:
+        return messages.campaigns_due(conn, datetime.now(UTC))
+
+
 @task(
     name="expire-and-complete",
     cache_policy=NO_CACHE,

@@ -86,6 +86,12 @@ class QuietHours:
             if value.tzinfo is not None:
                 raise ValueError(f"QuietHours.{name} is a wall-clock time: give it no time zone")
 
+    @classmethod
+    def parse(cls, text: str) -> QuietHours:
+        """`21:00-08:00` (the SMARTCHAT_QUIET_HOURS setting, already checked for its shape)."""
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        return cls(start, end)
+
     @property
     def active(self) -> bool:
         return self.start != self.end

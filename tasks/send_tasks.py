@@ -29,6 +29,7 @@ from smartchat.settings import GatewaySettings, SendingSettings, StoreSettings
 from tasks import sending
 from tasks.campaign_tasks import retry_if_transient
 from tasks.gateway.twilio import TwilioClient
+from tasks.quiet_hours import QuietHours
 
 SUMMARY_ARTIFACT = "campaign-send"
 PROGRESS_ARTIFACT = "campaign-send-progress"
@@ -112,7 +113,8 @@ async def prepare_send_task(
     hold_send_lock(store, campaign_id)
     sender = await sender_for(gateway, settings, campaign_id, target.rate)
     await sender.client.check()
-    planned = await asyncio.to_thread(sending.plan, store, campaign_id, gateway.sender)
+    quiet = QuietHours.parse(settings.quiet_hours)
+    planned = await asyncio.to_thread(sending.plan, store, campaign_id, gateway.sender, quiet)
     reconciled = await sending.reconcile(store, sender, campaign_id)
     counts = await asyncio.to_thread(sending.status_counts, store, campaign_id)
     return SendPlan(

@@ -97,6 +97,7 @@ from tasks.gateway.twilio import (
     Transport,
     TwilioClient,
 )
+from tasks.quiet_hours import QuietHours, next_allowed
 from tasks.store import campaigns as campaign_rows
 from tasks.store import messages, open_store, write_transaction
 from tasks.store import opt_outs as opt_out_rows
@@ -225,11 +226,15 @@ class PlanResult:
     opted_out: int  # contacts without one because their number opted out
 
 
-def plan(store: StoreSettings, campaign_id: str, sender: str) -> PlanResult:
+def plan(
+    store: StoreSettings, campaign_id: str, sender: str, quiet: QuietHours | None = None
+) -> PlanResult:
     """Queue the opening message of every contact that has none yet (opted-out numbers skipped).
 
     Idempotent: the rendering happens outside the store; the insert skips a (phone, seq) the
     campaign already has, so a plan re-run after a crash, or by another run, adds nothing twice.
+    With `quiet` hours, a message whose recipient is in them (in any of the number's time
+    zones) is held until they end (`not_before`): claims skip it until then.
     """
     with _reading(store) as conn:
         campaign = campaign_rows.get(conn, campaign_id)
@@ -239,6 +244,12 @@ def plan(store: StoreSettings, campaign_id: str, sender: str) -> PlanResult:
     if contacts.height == 0:
         return PlanResult(0, skipped)
     frame = opening_messages(chatbot, contacts, sender)
+    if quiet is not None and quiet.active:
+        now = _now()
+        allowed = next_allowed(frame["phone"], now, quiet, countries=frame["country"])
+        frame = frame.with_columns(
+            pl.when(allowed > now).then(allowed).otherwise(None).alias("not_before")
+        )
     with _writing(store) as conn:
         planned = messages.insert(conn, campaign_id, frame)
     return PlanResult(planned, skipped)
@@ -828,6 +839,9 @@ class SendReport:
     failure: GatewayError | None = None
     status_counts: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # Opening messages waiting for their recipients' quiet hours to end, and the last moment.
+    held: int = 0
+    held_until: datetime | None = None
 
     def add(self, recorded: Recorded) -> None:
         self.sent += recorded.sent
@@ -865,6 +879,8 @@ class SendReport:
             "error": self.failure.message if self.failure else None,
             "messages": self.status_counts,
             "failures": self.failures,
+            "held_for_quiet_hours": self.held,
+            "held_until": self.held_until.isoformat() if self.held_until else None,
         }
 
 
@@ -872,6 +888,7 @@ def summarize(store: StoreSettings, report: SendReport) -> SendReport:
     """Fill the report's store figures: messages per status, failures per reason."""
     with _reading(store) as conn:
         counts = messages.status_counts(conn, report.campaign_id)
+        report.held, report.held_until = messages.held(conn, report.campaign_id, _now())
         rows = conn.execute(
             "SELECT error_code, error, count(*) AS n FROM messages "
             "WHERE campaign_id = ? AND status = ? GROUP BY ALL ORDER BY n DESC LIMIT 20",
@@ -894,6 +911,7 @@ async def run_send(
     rate: float | None = None,
     progress: ProgressCallback | None = None,
     transport: Transport | None = None,
+    quiet: QuietHours | None = None,
 ) -> SendReport:
     """Send (or resume) a campaign to the end, or until it is stopped; what `smartchat send` runs.
 
@@ -906,7 +924,7 @@ async def run_send(
     """
     target = await asyncio.to_thread(check_campaign, store, campaign_id, rate)
     with SendLock(store, campaign_id):
-        return await _run_locked(store, gateway, sending, target, progress, transport)
+        return await _run_locked(store, gateway, sending, target, progress, transport, quiet)
 
 
 async def _run_locked(
@@ -916,13 +934,14 @@ async def _run_locked(
     target: SendTarget,
     progress: ProgressCallback | None,
     transport: Transport | None,
+    quiet: QuietHours | None,
 ) -> SendReport:
     campaign_id = target.campaign.id
     async with TwilioClient(
         gateway, concurrency=sending.concurrency, transport=transport
     ) as client:
         await client.check()
-        planned = await asyncio.to_thread(plan, store, campaign_id, gateway.sender)
+        planned = await asyncio.to_thread(plan, store, campaign_id, gateway.sender, quiet)
         sender = Sender(client, sending, target.rate)
         report = SendReport(campaign_id, target.rate, planned.planned, planned.opted_out)
         report.reconciled = await reconcile(store, sender, campaign_id)

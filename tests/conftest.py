@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from smartchat.settings import StoreSettings
+
+# Quiet hours hold opening messages by the recipient's local time: the suite must not depend on
+# the hour it runs at. Tests of quiet hours set their own window.
+os.environ["SMARTCHAT_QUIET_HOURS"] = "00:00-00:00"
 
 
 @pytest.fixture(scope="session")

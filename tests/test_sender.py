@@ -553,3 +553,42 @@ def test_a_closed_port_is_unreachable_and_an_unknown_campaign_is_refused(
         asyncio.run(check())
     with pytest.raises(CampaignNotFound):
         send(db, sandbox, "c-20200101-0000")
+
+
+def test_opening_messages_due_in_quiet_hours_wait_until_they_end(
+    sandbox: str, db: Path, tmp_path: Path
+) -> None:
+    """Quiet hours are in each recipient's local time: a window covering every hour but one
+    minute holds every opening message until that minute, and the claims skip them."""
+    from datetime import UTC, datetime, time, timedelta
+
+    from tasks.quiet_hours import QuietHours
+    from tasks.store import messages as message_rows
+
+    campaign_id = launch(db, tmp_path, 6)
+    now = datetime.now(UTC)
+    almost_always = QuietHours(time(0, 0), time(23, 59))
+    report = send(db, sandbox, campaign_id, quiet=almost_always)
+    assert (report.planned, report.sent, report.held) == (6, 0, 6)
+    assert report.held_until is not None and report.held_until > now
+    assert at_sandbox(sandbox) == []
+    with open_store(at(db), read_only=True) as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM messages WHERE status = 'queued' AND not_before > ?", [now]
+        ).fetchall()
+        assert held == [(6,)]
+        assert message_rows.campaigns_due(conn, now) == []  # nothing may go yet
+        later = report.held_until + timedelta(seconds=1)
+        assert message_rows.campaigns_due(conn, later) == [campaign_id]
+    # An answer to a contact's own reply never waits: only planned opening messages are held.
+    assert {r["seq"] for r in stored(db, campaign_id)} == {1}
+
+
+def test_without_quiet_hours_nothing_waits(sandbox: str, db: Path, tmp_path: Path) -> None:
+    from datetime import time
+
+    from tasks.quiet_hours import QuietHours
+
+    campaign_id = launch(db, tmp_path, 4)
+    report = send(db, sandbox, campaign_id, quiet=QuietHours(time(8, 0), time(8, 0)))
+    assert (report.sent, report.held) == (4, 0)

@@ -73,6 +73,8 @@ def send_with_progress(
 
     if rate is not None:
         check_send_rate(rate)  # a usage error, before anything is read
+    from tasks.quiet_hours import QuietHours
+
     with _ProgressBar(quiet=json_output) as bar:
         report = asyncio.run(
             run_send(
@@ -82,6 +84,7 @@ def send_with_progress(
                 campaign_id,
                 rate=rate,
                 progress=bar.update,
+                quiet=QuietHours.parse(settings.sending.quiet_hours),
             )
         )
     if print_result and json_output:
@@ -184,6 +187,12 @@ def show_report(report: SendReport) -> None:
         )
     if report.stopped is not None:
         lines.append(f"  [yellow]Stopped: the campaign is {report.stopped}.[/]")
+    if report.held and report.held_until is not None:
+        lines.append(
+            f"  [yellow]{report.held:,} opening messages wait for their recipients' quiet hours "
+            f"to end (the last at {report.held_until:%Y-%m-%d %H:%M} UTC): run `smartchat send "
+            f"{campaign}` then, or let the process-replies schedule send them.[/]"
+        )
     if report.failure is not None:
         left = report.status_counts.get("queued", 0) + report.status_counts.get("sending", 0)
         lines.append(

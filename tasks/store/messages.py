@@ -36,19 +36,26 @@ def insert(conn: Connection, campaign_id: str, messages: pl.DataFrame) -> int:
     The idempotency primitive for the sender: re-running a batch after a crash inserts nothing
     twice. Safe because only one process can hold the file read-write, inside a transaction.
     Returns how many rows were new. An optional `sender` column records the number (or
-    messaging service) each message goes from.
+    messaging service) each message goes from; an optional `not_before` holds a message until
+    then (quiet hours).
     """
     sender = pl.col("sender") if "sender" in messages.columns else pl.lit(None, pl.String)
-    staged = messages.select(*MESSAGE_COLUMNS, sender.alias("sender")).unique(
-        subset=["phone", "seq"], keep="first"
+    not_before = (
+        pl.col("not_before")
+        if "not_before" in messages.columns
+        else pl.lit(None, pl.Datetime("us", "UTC"))
     )
+    staged = messages.select(
+        *MESSAGE_COLUMNS, sender.alias("sender"), not_before.alias("not_before")
+    ).unique(subset=["phone", "seq"], keep="first")
     return insert_frame(
         conn,
         """
         INSERT INTO messages
-            (campaign_id, phone, seq, step, kind, country, body, segments, status, sender)
+            (campaign_id, phone, seq, step, kind, country, body, segments, status, sender,
+             not_before)
         SELECT ?, s.phone, s.seq, s.step, s.kind, s.country, s.body, s.segments, s.status,
-               s.sender
+               s.sender, s.not_before
         FROM _smartchat_staged_rows s
         WHERE NOT EXISTS (
             SELECT 1 FROM messages m
@@ -210,13 +217,14 @@ def opted_out_contacts(conn: Connection, campaign_id: str, seq: int) -> int:
 def claim(conn: Connection, campaign_id: str, limit: int, at: datetime) -> list[ClaimedMessage]:
     """Mark up to `limit` queued messages `sending` (attempts + 1, sending_at = `at`).
 
-    In the contact file's order. Run it in the transaction that ends before the first request
-    for them: after a crash, `sending` is exactly what may be at the aggregator.
+    In the contact file's order; a message held for quiet hours (`not_before` later than `at`)
+    waits. Run it in the transaction that ends before the first request for them: after a
+    crash, `sending` is exactly what may be at the aggregator.
     """
     picked = conn.execute(
         "SELECT rowid, phone, seq FROM messages WHERE campaign_id = ? AND status = ? "
-        "ORDER BY rowid LIMIT ?",
-        [campaign_id, MessageStatus.QUEUED.value, limit],
+        "AND (not_before IS NULL OR not_before <= ?) ORDER BY rowid LIMIT ?",
+        [campaign_id, MessageStatus.QUEUED.value, at, limit],
     ).fetchall()
     if not picked:
         return []
@@ -293,6 +301,32 @@ def recorded_provider_ids(conn: Connection, provider_ids: Sequence[str]) -> set[
         [list(provider_ids)],
     ).fetchall()
     return {str(sid) for (sid,) in rows}
+
+
+def campaigns_due(conn: Connection, at: datetime) -> list[str]:
+    """Launched, sending campaigns with queued messages that may go now (say, once quiet hours
+    ended): the process-replies schedule sends them."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT m.campaign_id FROM messages m
+        JOIN campaigns c ON c.id = m.campaign_id
+        WHERE m.status = ? AND (m.not_before IS NULL OR m.not_before <= ?)
+          AND c.status = 'launched' AND c.send_enabled
+        ORDER BY 1
+        """,
+        [MessageStatus.QUEUED.value, at],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def held(conn: Connection, campaign_id: str, at: datetime) -> tuple[int, datetime | None]:
+    """Queued messages waiting for quiet hours to end, and when the last of them may go."""
+    rows = conn.execute(
+        "SELECT count(*), max(not_before) FROM messages "
+        "WHERE campaign_id = ? AND status = ? AND not_before > ?",
+        [campaign_id, MessageStatus.QUEUED.value, at],
+    ).fetchall()
+    return int(rows[0][0]), rows[0][1]
 
 
 def status_counts(conn: Connection, campaign_id: str) -> dict[MessageStatus, int]:
