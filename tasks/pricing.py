@@ -277,19 +277,3 @@ def _frame(country: pl.Series, counts: pl.Series, what: str) -> pl.DataFrame:
     return pl.DataFrame(
         {"country": country.cast(pl.Utf8), "segments": counts.cast(pl.Int64)},
     )
-
-
-if __name__ == "__main__":  # timing for the lead, not a test: python -m tasks.pricing
-    import random
-    import time
-
-    table = load_prices(Path(__file__).resolve().parents[1] / "data" / "sms-prices.tsv")
-    rng = random.Random(7)
-    codes = ["MX", "US", "BR", "CO", "AR", "ES", "GB", "CL", "DE", "001"]
-    contacts = pl.DataFrame({"country": [rng.choice(codes) for _ in range(1_000_000)]})
-    opening = pl.Series([rng.choice((1, 1, 2, 3)) for _ in range(1_000_000)])
-    others = [("thanks", opening.clone()), ("callback", opening.clone())]
-    for label, steps in (("opening", []), ("opening + upper bound (3 messages)", others)):
-        started = time.perf_counter()
-        launch_estimate(contacts, opening, table, steps)
-        print(f"launch_estimate {label}: {time.perf_counter() - started:.3f} s, 1,000,000 contacts")

@@ -485,32 +485,3 @@ def _wall_clock_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
     if first.astimezone(zone).replace(tzinfo=None) == naive:
         return min(first, second)  # one reading, or two (clocks going back): the first
     return max(first, second)  # in a gap: the later reading lands after the jump
-
-
-if __name__ == "__main__":  # timing for the lead, not a test: python -m tasks.quiet_hours
-    import random
-    import time as clock
-
-    rng = random.Random(7)
-    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
-    bases = [
-        phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
-        for region in ("US", "MX", "BR", "AU", "RU", "GB", "ES", "CO", "AR", "CA")
-        for kind in kinds
-        if (example := phonenumbers.example_number_for_type(region, kind)) is not None
-    ]
-    drawn = {rng.choice(bases)[:-6] + f"{rng.randrange(10**6):06d}" for _ in range(1_300_000)}
-    series = pl.Series("phone", sorted(drawn)[:1_000_000]).shuffle(seed=7)
-    regions = check_phones(series)["region"]
-    instant = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
-    zones_for(series.head(1000))  # per-region regexes, built once per process
-    for label, run in (
-        ("zones_for", lambda: zones_for(series)),
-        ("next_allowed", lambda: next_allowed(series, instant)),
-        ("next_allowed(countries=)", lambda: next_allowed(series, instant, countries=regions)),
-        ("waiting_summary(countries=)", lambda: waiting_summary(series, instant, None, regions)),
-    ):
-        started = clock.perf_counter()
-        run()
-        elapsed = clock.perf_counter() - started
-        print(f"{label}: {elapsed:.2f} s for {len(series):,} distinct numbers")
