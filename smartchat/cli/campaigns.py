@@ -27,9 +27,12 @@ from smartchat.cli.errors import exit_code
 from smartchat.cli.options import (
     AgainOption,
     CampaignArgument,
+    CampaignNameOption,
+    ChatbotRefOption,
     ContactsOption,
     DbOption,
     JsonOption,
+    LaunchRateOption,
     SeparateOption,
     SheetOption,
     settings_of,
@@ -122,30 +125,10 @@ def chatbot_list(ctx: typer.Context, json_output: JsonOption = False, db: DbOpti
 
 def launch(
     ctx: typer.Context,
-    chatbot: Annotated[
-        str,
-        typer.Option(
-            "--chatbot",
-            "-c",
-            help="The chatbot: a registered id (smartchat chatbot list), or its YAML file "
-            "(registered on the way, as chatbot add does).",
-            metavar="ID|FILE",
-            show_default=False,
-        ),
-    ],
+    chatbot: ChatbotRefOption,
     contacts: ContactsOption,
-    name: Annotated[
-        str | None,
-        typer.Option("--name", help="A name for people. Default: chatbot name · file name."),
-    ] = None,
-    rate: Annotated[
-        float | None,
-        typer.Option(
-            "--rate",
-            help="Messages per second. Default: $SMARTCHAT_DEFAULT_SEND_RATE.",
-            metavar="N",
-        ),
-    ] = None,
+    name: CampaignNameOption = None,
+    rate: LaunchRateOption = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Validate and show what would be sent; write nothing."),

@@ -33,6 +33,29 @@ SheetOption = Annotated[
         show_default=False,
     ),
 ]
+ChatbotRefOption = Annotated[
+    str,
+    typer.Option(
+        "--chatbot",
+        "-c",
+        help="The chatbot: a registered id (smartchat chatbot list), or its YAML file "
+        "(registered on the way, as chatbot add does).",
+        metavar="ID|FILE",
+        show_default=False,
+    ),
+]
+CampaignNameOption = Annotated[
+    str | None,
+    typer.Option("--name", help="A name for people. Default: chatbot name · file name."),
+]
+LaunchRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--rate",
+        help="Messages per second. Default: $SMARTCHAT_DEFAULT_SEND_RATE.",
+        metavar="N",
+    ),
+]
 SeparateOption = Annotated[
     bool,
     typer.Option(

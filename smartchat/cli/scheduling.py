@@ -20,9 +20,12 @@ from smartchat.cli.console import print_json, shown
 from smartchat.cli.errors import UsageError
 from smartchat.cli.options import (
     AgainOption,
+    CampaignNameOption,
+    ChatbotRefOption,
     ContactsOption,
     DbOption,
     JsonOption,
+    LaunchRateOption,
     SeparateOption,
     SheetOption,
     settings_of,
@@ -34,16 +37,7 @@ DEPLOYMENT = "send-campaign"
 
 def schedule(
     ctx: typer.Context,
-    chatbot: Annotated[
-        str,
-        typer.Option(
-            "--chatbot",
-            "-c",
-            help="The chatbot: a registered id, or its YAML file.",
-            metavar="ID",
-            show_default=False,
-        ),
-    ],
+    chatbot: ChatbotRefOption,
     contacts: ContactsOption,
     at: Annotated[
         str,
@@ -63,22 +57,8 @@ def schedule(
             show_default=False,
         ),
     ],
-    name: Annotated[
-        str | None,
-        typer.Option(
-            "--name",
-            help="The campaign's name. Default: chatbot name · file name.",
-            show_default=False,
-        ),
-    ] = None,
-    rate: Annotated[
-        float | None,
-        typer.Option(
-            "--rate",
-            help="Messages per second. Default: $SMARTCHAT_DEFAULT_SEND_RATE.",
-            metavar="N",
-        ),
-    ] = None,
+    name: CampaignNameOption = None,
+    rate: LaunchRateOption = None,
     separate: SeparateOption = False,
     again: AgainOption = False,
     sheet: SheetOption = None,
