@@ -27,6 +27,7 @@ from schemas.campaigns import check_send_rate
 from smartchat.settings import Settings, load_settings
 from tasks import campaigns, queries
 from tasks.campaign_tasks import discard_staged, record_launch_task, validate_for_launch_task
+from tasks.conversation_tasks import drain_inbox_task
 
 SUMMARY_ARTIFACT = "campaign-run"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -82,6 +83,9 @@ async def run_campaign(
             await asyncio.sleep(1.0)
         else:
             logger.warning("Gave up after %g s: the campaign is still running", timeout)
+        # Every message of the run is recorded by now: a text still waiting in the inbox for
+        # the message it answers never will find one, so it is kept as unsolicited now.
+        drain_inbox_task(store, str(settings.receiver.inbox), 0.0)
     summary = _summary(store, campaign_id)
     await acreate_markdown_artifact(
         key=SUMMARY_ARTIFACT,
