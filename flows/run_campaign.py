@@ -16,11 +16,16 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
+)
 
 from flows.naming import run_name, tag_run
 from schemas.campaigns import check_send_rate
@@ -30,6 +35,7 @@ from tasks.campaign_tasks import discard_staged, record_launch_task, validate_fo
 from tasks.conversation_tasks import drain_inbox_task
 
 SUMMARY_ARTIFACT = "campaign-run"
+PROGRESS_ARTIFACT = "campaign-run-progress"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -76,8 +82,14 @@ async def run_campaign(
         sandboxed = any("sandbox" in s for s in started)
         await send_campaign(campaign_id, db=db, quiet_hours="00:00-00:00" if sandboxed else None)
         deadline = time.monotonic() + timeout
+        progress = await acreate_progress_artifact(
+            progress=0.0,
+            key=PROGRESS_ARTIFACT,
+            description=f"Campaign {campaign_id}: share of its conversations ended",
+        )
         while time.monotonic() < deadline:
             done = await process_replies(db=db, expire_after=expire_after)
+            await aupdate_progress_artifact(progress, progress=_ended_share(store, campaign_id))
             if campaign_id in done["completed"]:
                 break
             await asyncio.sleep(1.0)
@@ -87,12 +99,40 @@ async def run_campaign(
         # the message it answers never will find one, so it is kept as unsolicited now.
         drain_inbox_task(store, str(settings.receiver.inbox), 0.0)
     summary = _summary(store, campaign_id)
+    report = _write_report(store, campaign_id, logger)
     await acreate_markdown_artifact(
         key=SUMMARY_ARTIFACT,
-        markdown=_markdown(summary),
+        markdown=_markdown(summary)
+        + (
+            f"\n\nThe campaign report with its charts: [{report.name}]({report.as_uri()})"
+            if report
+            else ""
+        ),
         description=f"Campaign {campaign_id}: the whole run",
     )
-    return summary
+    return {**summary, "report": str(report) if report else None}
+
+
+def _ended_share(store: Any, campaign_id: str) -> float:
+    """Percent of the campaign's reached conversations that have ended (for the progress bar)."""
+    progress = queries.campaign_status(store, campaign_id)[0]
+    ended = progress.finished + progress.expired + progress.opted_out
+    return min(100.0, 100.0 * ended / progress.reached) if progress.reached else 0.0
+
+
+def _write_report(store: Any, campaign_id: str, logger: Any) -> Path | None:
+    """The campaign's HTML report beside the store (reports/<campaign>.html), for the summary
+    artifact to link to; a report that can't be written is logged, never fails the run."""
+    from smartchat.errors import SmartChatError
+    from tasks.campaign_report import write_report
+
+    out = store.path.parent / "reports" / f"{campaign_id}.html"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return write_report(store, campaign_id, out.resolve(), overwrite=True)
+    except (OSError, SmartChatError) as exc:
+        logger.warning("The campaign report could not be written to %s: %s", out, exc)
+        return None
 
 
 @contextmanager

@@ -97,6 +97,9 @@ def test_run_carries_a_campaign_to_the_end(tmp_path: Path):
     assert set(states) <= {"finished", "expired", "opted_out"}
     assert sum(states.values()) == 40
     assert summary["finished"] == states.get("finished", 0)
+    # The run's summary artifact links to the campaign report, written beside the store.
+    report = Path(summary["report"])
+    assert report.parent == (db.parent / "reports").resolve() and report.stat().st_size > 100_000
 
 
 def test_a_port_in_use_is_one_sentence_before_anything_starts(tmp_path: Path):

@@ -211,6 +211,8 @@ def _show_summary(summary: dict[str, Any], elapsed: float) -> None:
         funnel.add_row(shown(step["step"]), *(f"{step[c]:,}" for c in columns[1:]))
     console.print(f"[bold]Campaign {shown(summary['campaign_id'])}[/]: {shown(summary['status'])}")
     console.print(Group(card, funnel))
+    if summary.get("report"):
+        console.print(f"The report, with its charts: {shown(summary['report'], limit=500)}")
     console.print(
         f"{elapsed:,.0f} s; {count(summary['segments'], 'SMS segment')} sent. Every "
         f'conversation: smartchat query "SELECT * FROM conversations WHERE campaign_id = '
