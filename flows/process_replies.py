@@ -2,9 +2,9 @@
 
 drain the receiver's inbox → read replies in batches (a task each) → send the answers, and any
 message that may go now (held for quiet hours until now), through the `send_campaign` flow
-(exactly once, rate-limited) → expire silent conversations, complete finished campaigns.
-Deployed on a one-minute schedule (prefect.yaml), and run in a loop by `smartchat run`. Safe
-to run twice at once or after a crash: every step is idempotent.
+(exactly once, rate-limited) → expire silent conversations, complete finished campaigns and
+write their reports. Deployed on a one-minute schedule (prefect.yaml), and run in a loop by
+`smartchat run`. Safe to run twice at once or after a crash: every step is idempotent.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
 
 from flows.naming import run_name
+from flows.reports import report_link, write_report_or_warn
 from smartchat.settings import load_settings
 from tasks.conversation_tasks import (
     campaigns_due_task,
@@ -21,6 +23,8 @@ from tasks.conversation_tasks import (
     expire_and_complete_task,
     read_replies_task,
 )
+
+COMPLETED_ARTIFACT = "campaigns-completed"
 
 
 @flow(name="process-replies", flow_run_name=run_name("replies"))
@@ -79,6 +83,15 @@ async def process_replies(
         ended["expired"],
         f"; completed {', '.join(ended['completed'])}" if ended["completed"] else "",
     )
+    # A completed campaign's figures no longer move: its report is written once, now, and the
+    # run's artifact links to it.
+    reports = {c: write_report_or_warn(store, c, logger) for c in ended["completed"]}
+    if ended["completed"]:
+        await acreate_markdown_artifact(
+            key=COMPLETED_ARTIFACT,
+            markdown=_completed_markdown(reports),
+            description="Campaigns completed by this run, with their reports",
+        )
     return {
         "drained": drained.get("events", 0),
         "replies": replies,
@@ -87,7 +100,16 @@ async def process_replies(
         "sent": sent,
         "expired": ended["expired"],
         "completed": ended["completed"],
+        "reports": {c: path for c, path in reports.items() if path},
     }
+
+
+def _completed_markdown(reports: dict[str, str | None]) -> str:
+    lines = ["# Campaigns completed", "", "| Campaign | Report |", "|---|---|"]
+    for campaign_id, path in reports.items():
+        shown = report_link(path) if path else "not written (see the run's log)"
+        lines.append(f"| {campaign_id} | {shown} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

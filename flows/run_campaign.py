@@ -16,7 +16,6 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +27,7 @@ from prefect.artifacts import (
 )
 
 from flows.naming import run_name, tag_run
+from flows.reports import report_link, write_report_or_warn
 from schemas.campaigns import check_send_rate
 from smartchat.settings import Settings, load_settings
 from tasks import campaigns, queries
@@ -87,10 +87,12 @@ async def run_campaign(
             key=PROGRESS_ARTIFACT,
             description=f"Campaign {campaign_id}: share of its conversations ended",
         )
+        report = None
         while time.monotonic() < deadline:
             done = await process_replies(db=db, expire_after=expire_after)
             await aupdate_progress_artifact(progress, progress=_ended_share(store, campaign_id))
             if campaign_id in done["completed"]:
+                report = done["reports"].get(campaign_id)
                 break
             await asyncio.sleep(1.0)
         else:
@@ -99,18 +101,16 @@ async def run_campaign(
         # the message it answers never will find one, so it is kept as unsolicited now.
         drain_inbox_task(store, str(settings.receiver.inbox), 0.0)
     summary = _summary(store, campaign_id)
-    report = _write_report(store, campaign_id, logger)
+    # process_replies wrote the report as the campaign completed; a run that gave up first
+    # still gets one, of where it stands.
+    report = report or write_report_or_warn(store, campaign_id, logger)
     await acreate_markdown_artifact(
         key=SUMMARY_ARTIFACT,
         markdown=_markdown(summary)
-        + (
-            f"\n\nThe campaign report with its charts: [{report.name}]({report.as_uri()})"
-            if report
-            else ""
-        ),
+        + (f"\n\nThe campaign report with its charts: {report_link(report)}" if report else ""),
         description=f"Campaign {campaign_id}: the whole run",
     )
-    return {**summary, "report": str(report) if report else None}
+    return {**summary, "report": report}
 
 
 def _ended_share(store: Any, campaign_id: str) -> float:
@@ -118,21 +118,6 @@ def _ended_share(store: Any, campaign_id: str) -> float:
     progress = queries.campaign_status(store, campaign_id)[0]
     ended = progress.finished + progress.expired + progress.opted_out
     return min(100.0, 100.0 * ended / progress.reached) if progress.reached else 0.0
-
-
-def _write_report(store: Any, campaign_id: str, logger: Any) -> Path | None:
-    """The campaign's HTML report beside the store (reports/<campaign>.html), for the summary
-    artifact to link to; a report that can't be written is logged, never fails the run."""
-    from smartchat.errors import SmartChatError
-    from tasks.campaign_report import write_report
-
-    out = store.path.parent / "reports" / f"{campaign_id}.html"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return write_report(store, campaign_id, out.resolve(), overwrite=True)
-    except (OSError, SmartChatError) as exc:
-        logger.warning("The campaign report could not be written to %s: %s", out, exc)
-        return None
 
 
 @contextmanager

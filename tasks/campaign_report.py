@@ -131,6 +131,14 @@ def write_report(
     return out
 
 
+def report_beside_store(store: StoreSettings, campaign_id: str) -> Path:
+    """Write the campaign's report to reports/<campaign>.html beside the store, replacing an
+    earlier one (the flows' artifacts link there); returns its absolute path."""
+    out = (store.path.parent / "reports" / f"{campaign_id}.html").resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_report(store, campaign_id, out, overwrite=True)
+
+
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 

@@ -233,6 +233,31 @@ def test_the_sweep_expires_silent_conversations_and_completes_the_campaign(db: P
     ]
 
 
+def test_the_flow_completes_a_campaign_and_links_its_report(
+    prefect_harness: None, db: Path, campaign: str, tmp_path: Path
+):
+    import asyncio
+
+    from flows.process_replies import COMPLETED_ARTIFACT, process_replies
+    from tests.test_launch_flow import latest_artifact
+
+    reply(db, campaign, PHONES[0], "si")
+    process(db)
+    with write_transaction(at(db)) as conn:  # the answer went out
+        conn.execute("UPDATE messages SET status = 'sent', sent_at = ? WHERE seq = 2", [T0])
+    inbox = str(tmp_path / "no-inbox.sqlite")
+    done = asyncio.run(process_replies(db=str(db), inbox=inbox, expire_after=60, send=False))
+
+    assert done["completed"] == [campaign] and done["expired"] == 2
+    report = Path(done["reports"][campaign])
+    assert report == (db.parent / "reports" / f"{campaign}.html").resolve()
+    assert "<html" in report.read_text(encoding="utf-8")[:500].lower()
+    assert report.as_uri() in latest_artifact(COMPLETED_ARTIFACT).data
+    # A campaign completes once: the next run writes no report and publishes nothing new.
+    again = asyncio.run(process_replies(db=str(db), inbox=inbox, expire_after=60, send=False))
+    assert (again["completed"], again["reports"]) == ([], {})
+
+
 def test_a_failed_write_leaves_every_reply_unread_and_nothing_queued(
     db: Path, campaign: str, monkeypatch: pytest.MonkeyPatch
 ):

@@ -3,6 +3,8 @@ row and column."""
 
 from __future__ import annotations
 
+import csv
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.chatbot import load_chatbot
+from tasks.ingest import _ERROR_TEXTS
 from tasks.validation import check_contact_file, column_letter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +39,22 @@ def _valid_phones() -> list[str]:
 
 
 PHONES = _valid_phones()
-# Printable text without tabs or line breaks (the TSV separators) and never blank.
+
+
+def _shows_a_formula_error(text: str) -> bool:
+    """What a failed formula displays (#N/A, Err:502): such a cell is an error by design."""
+    return text in _ERROR_TEXTS or re.fullmatch(r"Err:[0-9]{3}", text) is not None
+
+
+# Printable text without tabs or line breaks (the TSV separators), never blank, never a cell a
+# spreadsheet shows for a failed formula.
 VALUE = st.text(
     alphabet=st.characters(
         blacklist_categories=["Cc", "Cs", "Zl", "Zp"], blacklist_characters="\t"
     ),
     min_size=1,
     max_size=30,
-).filter(lambda s: s.strip() != "")
+).filter(lambda s: s.strip() != "" and not _shows_a_formula_error(s))
 
 contact_rows = st.integers(min_value=1, max_value=25).flatmap(
     lambda n: st.tuples(
@@ -59,10 +70,14 @@ CORRUPTIONS = {
 
 
 def _write(rows: list[list[str]], file_format: str) -> Path:
-    handle = tempfile.NamedTemporaryFile("wb", suffix=f".{file_format}", delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        "w", suffix=f".{file_format}", delete=False, encoding="utf-8", newline=""
+    )
     with handle:
         if file_format == "tsv":
-            handle.write(("\n".join("\t".join(r) for r in [HEADERS, *rows]) + "\n").encode())
+            # As spreadsheets and csv writers save text: a cell holding '"' is quoted, its quotes
+            # doubled (a bare '"' then a tab would open a quoted field, as in Calc's reader).
+            csv.writer(handle, dialect="excel-tab", lineterminator="\n").writerows([HEADERS, *rows])
     if file_format == "xlsx":
         # Every cell written as a text cell, as a user's sheet formatted as Text would hold it.
         book = xlsxwriter.Workbook(handle.name)
