@@ -214,13 +214,3 @@ def complete(conn: Connection, at: datetime) -> list[str]:
         [CampaignStatus.COMPLETED.value, at, CampaignStatus.LAUNCHED.value],
     ).fetchall()
     return [str(r[0]) for r in rows]
-
-
-def waiting_count(conn: Connection, campaign_id: str) -> int:
-    """Conversations of the campaign still waiting for a reply (or for their opening message)."""
-    rows = conn.execute(
-        "SELECT count(*) FROM conversations WHERE campaign_id = ? "
-        "AND state IN ('waiting', 'not_reached')",
-        [campaign_id],
-    ).fetchall()
-    return int(rows[0][0])
