@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,10 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "store" / "smartchat.duckdb"
     register_chatbot(at(path), CHATBOT_YAML, max_message_chars=1600)
     return path
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it), for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

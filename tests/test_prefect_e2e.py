@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,18 +29,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks.scheduling import schedule_flow_run
-from tests.conftest import CHATBOT_YAML, ROOT, at
+from tests.conftest import CHATBOT_YAML, ROOT, at, free_port
 
 SAMPLE = ROOT / "data" / "sample-contacts.tsv"  # 12 valid contacts
 BIN = Path(sys.executable).parent
 SCREENSHOT = ROOT / "benchmarks" / "out" / "prefect-e2e-flow-run.png"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Any, timeout: float, what: str) -> Any:

@@ -35,6 +35,7 @@ from tasks.receiver.inbox import counts
 from tasks.receiver.server import listen, running_receiver
 from tasks.store import open_store, write_transaction
 from tasks.store.messages import insert as insert_messages
+from tests.conftest import free_port
 from tests.test_store import HOLDER, add_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -507,12 +508,6 @@ def wait_for(check: Callable[[], Any], timeout: float = 10) -> Any:
 
 
 # --- the commands -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 CLI = "from smartchat.cli import main; main()"

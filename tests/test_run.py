@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import CHATBOT_YAML, contact_rows, write_contacts
+from tests.conftest import CHATBOT_YAML, contact_rows, free_port, write_contacts
 
 SMARTCHAT = Path(sys.executable).parent / "smartchat"
 SCRIPT = """
@@ -41,12 +41,6 @@ unsolicited:
     say: "¿Quién es?"
     delay: 200ms
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_run_carries_a_campaign_to_the_end(tmp_path: Path):
