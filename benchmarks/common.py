@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -81,3 +83,52 @@ def synthetic_contacts(n: int, seed: int = 7) -> pl.DataFrame:
         (100 + i % 9000).cast(pl.String).alias("AMOUNT"),
     )
     return frame.sample(fraction=1.0, shuffle=True, seed=seed)
+
+
+@contextmanager
+def prefect_server(folder: Path) -> Iterator[str]:
+    """A `prefect server start` of its own (PREFECT_HOME in `folder`) for the `with` block, as
+    a deployment has; yields its API URL, which this process's flows then use."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(folder / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = open(folder / "prefect-server.log", "wb")  # noqa: SIM115  (closed below)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=log, stderr=log,
+    )  # fmt: skip
+    previous = os.environ.get("PREFECT_API_URL")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"The Prefect server did not start: see {folder / 'prefect-server.log'}")
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = api
+        yield api
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

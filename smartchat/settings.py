@@ -73,6 +73,11 @@ class SendingSettings(BaseModel):
     )
     # Per-country SMS prices for the cost before launch (the shipped file has sample prices).
     prices: Path = Path("data/sms-prices.tsv")
+    # Where the send flow delivers its batches: 0 workers and no address, its own process; N
+    # workers, a temporary local Dask cluster of N processes; an address (tcp://host:8786), an
+    # existing Dask scheduler. The flow stays the store's one writer either way.
+    workers: int = Field(default=0, ge=0, le=256)
+    dask_address: str | None = Field(default=None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$")
 
 
 class GatewaySettings(BaseModel):
@@ -188,6 +193,17 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
         "sending",
         "quiet_hours",
         "the local hours nobody is texted, as HH:MM-HH:MM (21:00-08:00)",
+    ),
+    "SMARTCHAT_SEND_WORKERS": (
+        "sending",
+        "workers",
+        "Dask worker processes the send flow starts for its batches: a whole number from 0 "
+        "(the flow's own process) to 256",
+    ),
+    "SMARTCHAT_DASK_ADDRESS": (
+        "sending",
+        "dask_address",
+        "an existing Dask scheduler for the send flow's batches, as tcp://host:8786",
     ),
     "SMARTCHAT_PRICES": ("sending", "prices", "the path of a per-country SMS price table (TSV)"),
     "SMARTCHAT_GATEWAY_URL": ("gateway", "url", "the aggregator's base URL"),

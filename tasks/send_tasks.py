@@ -1,24 +1,33 @@
-"""Prefect tasks for sending a campaign: the steps of `tasks.sending`, one task per batch.
+"""Prefect tasks for sending a campaign: the steps of `tasks.sending`, a task per batch.
 
-    prepare_send_task ──► send_batch_task × n (two in flight) ──► settle_task ──► summary
+    prepare_send_task ──► deliver_batch_task × n ──► settle_task ──► summarize_task
+                          (the flow claims each batch before, records it after: one writer)
 
-Retries sit on the tasks that do I/O and happen only for errors that say a retry may work
-(`is_retryable`: a busy store, a gateway that stopped answering), never on message text. A retried
-batch task claims a fresh batch: its earlier attempt's messages were recorded, given back to
-`queued`, or left `sending`, which `settle_task` reconciles at the end (the flow runs it).
+The flow is the campaign's only writer: it claims a batch (`sending`, committed before any
+request), hands it to `deliver_batch_task`, which only talks HTTP and hands back what became of
+each message, and records that with its next claim. So a batch can be delivered anywhere: in the
+flow's own event loop, or on a Dask worker of another machine that has no store at all.
 
-The HTTP client and the rate limiter are never task inputs: a process opens one `Sender` per
-event loop and campaign the first time a task needs it (`sender_for`), so the two batch tasks in
-flight share one connection pool and one rate; the flow closes them (`close_senders`), which also
-releases the campaign's send lock `prepare_send_task` took (one sender per campaign at a time).
+Delivery is never retried as a task: a batch handed out twice could text people twice. A batch
+whose task failed stays `sending`, and `settle_task` (or the next run's `prepare_send_task`)
+looks each of its messages up at the aggregator: found → sent, absent → queued again.
+Retries sit on the tasks that only touch the store and the gateway's lists, and happen only for
+errors that say a retry may work (`is_retryable`), never on message text.
+
+The HTTP client and the rate limiter are never task inputs. In the flow's process, one `Sender`
+per event loop and campaign (`sender_for`) serves every batch in flight: one connection pool,
+one rate; the flow closes it (`close_senders`), which also releases the campaign's send lock
+`prepare_send_task` took (one sender per campaign at a time). On a Dask worker a batch opens a
+sender of its own, and its rate comes from the campaign's shared limit (tasks.shared_rate).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
@@ -30,6 +39,8 @@ from tasks import sending
 from tasks.campaign_tasks import retry_if_transient
 from tasks.gateway.twilio import TwilioClient
 from tasks.quiet_hours import QuietHours
+from tasks.shared_rate import SharedRateLimiter, WorkerShare
+from tasks.store.messages import ClaimedMessage
 
 SUMMARY_ARTIFACT = "campaign-send"
 PROGRESS_ARTIFACT = "campaign-send-progress"
@@ -58,6 +69,12 @@ def hold_send_lock(store: StoreSettings, campaign_id: str) -> None:
         _LOCKS[key] = sending.SendLock(store, campaign_id)
 
 
+def http_spans(campaign_id: str, since: float) -> list[tuple[float, float]]:
+    """When this event loop's sender for the campaign had requests in flight, from `since`."""
+    sender = _SENDERS.get((id(asyncio.get_running_loop()), campaign_id))
+    return sender.http_time.since(since) if sender is not None else []
+
+
 async def close_senders() -> None:
     """Close the senders this event loop opened (their connection pools), release its locks."""
     loop = id(asyncio.get_running_loop())
@@ -79,16 +96,6 @@ class SendPlan(BaseModel):
     reconciled_found: int
     reconciled_requeued: int
     unresolved: int
-
-
-class BatchReport(BaseModel):
-    claimed: int
-    sent: int = 0
-    failed: int = 0
-    requeued: int = 0
-    opted_out: int = 0
-    unresolved: int = 0
-    stopped: str | None = None  # the campaign's status when it can't be sent any more
 
 
 _RETRIES: dict[str, Any] = {
@@ -130,37 +137,57 @@ async def prepare_send_task(
     )
 
 
-@task(name="send-batch", **_RETRIES)
-async def send_batch_task(
-    store: StoreSettings,
+@task(name="deliver-batch", cache_policy=NO_CACHE)
+async def deliver_batch_task(
     gateway: GatewaySettings,
     settings: SendingSettings,
     plan: SendPlan,
-) -> BatchReport:
-    """Claim a batch (marked `sending` before any request), send it, record it.
+    batch: list[ClaimedMessage],
+    shared_rate: str | None = None,
+    pace: float | None = None,
+) -> sending.BatchOutcome:
+    """Send a claimed batch (retrying what may be retried); what became of each message.
 
-    `claimed == 0` means nothing is left to send, or the campaign was stopped (`stopped`).
-    A gateway that stops answering fails the task after recording (retried: GatewayUnavailable
-    is retryable); one that refuses the credentials fails it for good.
+    `shared_rate`: the name of the campaign's Prefect rate limit, on a worker of its own (a
+    Dask worker): the batch opens its own client; the process paces all its batches together
+    at `pace` (its share of the rate), under that limit. None: the process's sender for the
+    campaign, shared with the other batches in flight. Never touches the store.
     """
-    sender = await sender_for(gateway, settings, plan.campaign_id, plan.rate)
-    got = await asyncio.to_thread(sending.claim, store, plan.campaign_id, plan.batch_size)
-    if not got.batch:
-        return BatchReport(
-            claimed=0, failed=got.opted_out, stopped=got.stopped.value if got.stopped else None
-        )
-    outcome = await sender.send(sending.Batch(got.batch))
-    recorded = await asyncio.to_thread(sending.record, store, plan.campaign_id, [outcome])
-    if outcome.error is not None:
-        raise outcome.error
-    return BatchReport(
-        claimed=len(got.batch),
-        sent=recorded.sent,
-        failed=recorded.failed + got.opted_out,
-        requeued=recorded.requeued,
-        opted_out=recorded.opted_out,
-        unresolved=len(outcome.unresolved),
+    if shared_rate is None:
+        sender = await sender_for(gateway, settings, plan.campaign_id, plan.rate)
+        return await sender.send(sending.Batch(batch))
+    share = WorkerShare.of(shared_rate, pace or plan.rate, plan.rate)
+    share.join()
+    started, waited = time.monotonic(), share.waited
+    try:
+        await share.ready()
+        async with TwilioClient(gateway, concurrency=settings.concurrency) as client:
+            sender = sending.Sender(client, settings, limiter=SharedRateLimiter(share))
+            outcome = await sender.send(sending.Batch(batch))
+    finally:
+        share.leave()
+    outcome.http = sender.http_time.since(0.0)
+    get_run_logger().info(
+        "%d messages in %.2f s; this worker's requests waited %.2f s meanwhile for grants of "
+        "the shared rate limit %s",
+        len(batch),
+        time.monotonic() - started,
+        share.waited - waited,
+        shared_rate,
     )
+    return outcome
+
+
+def prepare_worker(shared_rate: str, pace: float, rate: float, api_url: str) -> None:
+    """On a Dask worker before its first batch: start taking grants of the shared limit (the
+    worker keeps them for its batches, tasks.shared_rate)."""
+    import prefect.task_engine  # noqa: F401  (the first batch's task run starts sooner)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        share = WorkerShare.of(shared_rate, pace, rate)
+        share.join()  # the grant thread starts with these settings ...
+        share.leave()  # ... and stays up, idle, until the first batch joins
 
 
 @task(name="settle-in-flight", **_RETRIES)
@@ -175,9 +202,14 @@ async def settle_task(
 
 @task(name="summarize-send", cache_policy=NO_CACHE)
 async def summarize_task(
-    store: StoreSettings, plan: SendPlan, totals: dict[str, int], stopped: str | None = None
+    store: StoreSettings,
+    plan: SendPlan,
+    totals: dict[str, int],
+    stopped: str | None = None,
+    timing: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The campaign's messages per status and failures per reason, as a markdown artifact."""
+    """The campaign's messages per status and failures per reason, and where the run's time
+    went (`timing`), as a markdown artifact."""
     report = sending.SendReport(
         plan.campaign_id,
         plan.rate,
@@ -192,13 +224,18 @@ async def summarize_task(
     await asyncio.to_thread(sending.summarize, store, report)
     await acreate_markdown_artifact(
         key=SUMMARY_ARTIFACT,
-        markdown=summary_markdown(report, stopped=stopped),
+        markdown=summary_markdown(report, stopped=stopped, timing=timing),
         description=f"Campaign {plan.campaign_id}: what was sent",
     )
-    return report.to_json()
+    return {**report.to_json(), **({"timing": timing} if timing else {})}
 
 
-def summary_markdown(report: sending.SendReport, *, stopped: str | None = None) -> str:
+def summary_markdown(
+    report: sending.SendReport,
+    *,
+    stopped: str | None = None,
+    timing: dict[str, float] | None = None,
+) -> str:
     lines = [
         f"## Campaign {report.campaign_id}",
         "",
@@ -216,6 +253,15 @@ def summary_markdown(report: sending.SendReport, *, stopped: str | None = None) 
             "",
             f"{report.unresolved:,} messages could not be confirmed with the aggregator: they "
             "stay `sending`, and the next send reconciles them.",
+        ]
+    if timing and timing["seconds"] > 0:
+        wall = timing["seconds"]
+        lines += [
+            "",
+            f"Time: {wall:,.1f} s; requests in flight {timing['http_seconds']:,.1f} s, in the "
+            f"store {timing['store_seconds']:,.1f} s, in neither (Prefect, planning, waiting) "
+            f"{timing['orchestration_seconds']:,.1f} s "
+            f"({100 * timing['orchestration_seconds'] / wall:.1f}%).",
         ]
     if report.failures:
         lines += ["", "| error code | reason | messages |", "|---|---|---:|"]

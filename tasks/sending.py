@@ -90,6 +90,7 @@ from smartchat.errors import (
 )
 from smartchat.settings import GatewaySettings, SendingSettings, StoreSettings
 from tasks import sms
+from tasks.busy_time import BusyTime
 from tasks.campaigns import get_chatbot
 from tasks.gateway.twilio import (
     GatewayUnreachable,
@@ -116,17 +117,20 @@ BURST_SHARE = 1 / 20  # bucket depth: at most this share of a second's worth at 
 # One process opens the store from one thread at a time (the flow runs two batch tasks at once,
 # the CLI claims in a thread while a batch records): a unit of work waits for the other.
 _STORE = threading.Lock()
+# When this process was in the store (under _STORE, so one span at a time): the send flow's
+# account of where its time went.
+STORE_TIME = BusyTime()
 
 
 @contextmanager
 def _writing(store: StoreSettings) -> Iterator[Connection]:
-    with _STORE, write_transaction(store) as conn:
+    with _STORE, STORE_TIME.timing(), write_transaction(store) as conn:
         yield conn
 
 
 @contextmanager
 def _reading(store: StoreSettings) -> Iterator[Connection]:
-    with _STORE, open_store(store, read_only=True) as conn:
+    with _STORE, STORE_TIME.timing(), open_store(store, read_only=True) as conn:
         yield conn
 
 
@@ -311,6 +315,9 @@ class BatchOutcome:
     requeue: list[tuple[str, int]] = field(default_factory=list)
     unresolved: list[tuple[str, int]] = field(default_factory=list)
     error: GatewayError | None = None  # why the batch stopped early, if it did
+    # When its requests were in flight, from a sender of its own (a Dask worker's): the flow's
+    # account of where the time went.
+    http: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -564,11 +571,16 @@ class Sender:
     """The HTTP side of a send: client, rate limiter, concurrency and retries (no store)."""
 
     def __init__(
-        self, client: TwilioClient, sending: SendingSettings, rate: float | None = None
+        self,
+        client: TwilioClient,
+        sending: SendingSettings,
+        rate: float | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.client = client
         self.settings = sending
-        self.limiter = RateLimiter(rate)
+        self.limiter = limiter if limiter is not None else RateLimiter(rate)
+        self.http_time = BusyTime()  # when requests were in flight
         self.slots = asyncio.Semaphore(sending.concurrency)
         self.stats = SendStats()
 
@@ -618,7 +630,8 @@ class Sender:
                 if state.tries + state.throttled > 1:
                     state.attempts += 1
                 try:
-                    resource = await self.client.send_message(m.phone, m.body, m.sender)
+                    with self.http_time.timing():
+                        resource = await self.client.send_message(m.phone, m.body, m.sender)
                 except GatewayError as exc:
                     error: GatewayError = exc
                 else:
@@ -691,7 +704,8 @@ class Sender:
             async with self.slots:
                 self.stats.lookups += 1
                 try:
-                    return await self.client.find_sent(m.phone, m.body, m.sender, since)
+                    with self.http_time.timing():
+                        return await self.client.find_sent(m.phone, m.body, m.sender, since)
                 except GatewayUnauthorized as exc:
                     if batch is not None:
                         batch.fail(exc)

@@ -9,6 +9,7 @@ What it answers, as Twilio does (2010-04-01 Messages resource, JSON and error co
 and for tests and benchmarks (no auth: it only listens on loopback):
 
     GET  /sandbox/messages      every message, outbound and inbound, with its current status
+                                (and `created_at`, epoch seconds with microseconds, for rates)
     GET  /sandbox/deliveries    every status callback and inbound webhook post and its outcome
     GET  /sandbox/faults        the fault settings and what was injected so far
     POST /sandbox/faults        change them: {"fail_rate", "kinds", "slow_seconds", "burst_429",
@@ -1068,7 +1069,8 @@ def _routes(sandbox: _Sandbox) -> list[Route]:
 
     async def every_message(request: Request) -> Response:
         messages = [
-            sandbox.resource(m) | {"status_callback": m.callback, "fault": m.fault}
+            sandbox.resource(m)
+            | {"status_callback": m.callback, "fault": m.fault, "created_at": m.created}
             for m in sandbox.store.messages
         ]
         return _json({"messages": messages, "count": len(messages)})
