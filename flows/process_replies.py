@@ -33,13 +33,17 @@ async def process_replies(
     inbox: str | None = None,
     expire_after: float | None = None,
     send: bool = True,
+    workers: int | None = None,
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Answer the replies waiting in the inbox and the store; returns what happened.
 
     `db`: the store (default SMARTCHAT_DB). `inbox`: the receiver's inbox (default
     SMARTCHAT_INBOX). `expire_after`: seconds without a reply before a conversation ends
     (default: each chatbot's `expire_after`). `send`: send the answers now (else they wait,
-    queued, for the next send).
+    queued, for the next send). `workers`, `dask_address`: where the answers' batches are
+    delivered, as for `send_campaign` (the engine's decisions stay with the store's writer:
+    at ~18,000 replies/s they are not what limits).
     """
     from flows.send_campaign import send_campaign
 
@@ -72,7 +76,9 @@ async def process_replies(
     if send:
         campaigns.update(campaigns_due_task(store))  # held for quiet hours until now, say
         for campaign_id in sorted(campaigns):
-            summary = await send_campaign(campaign_id, db=db)
+            summary = await send_campaign(
+                campaign_id, db=db, workers=workers, dask_address=dask_address
+            )
             sent += summary.get("sent", 0)
     ended = expire_and_complete_task(store, expire_after)
     logger.info(

@@ -114,8 +114,9 @@ LOOKUP_MARGIN = timedelta(minutes=10)
 MAX_THROTTLED = 100
 BURST_SHARE = 1 / 20  # bucket depth: at most this share of a second's worth at once
 
-# One process opens the store from one thread at a time (the flow runs two batch tasks at once,
-# the CLI claims in a thread while a batch records): a unit of work waits for the other.
+# One process opens the store from one thread at a time (the flow claims in a thread while its
+# prepare or settle task reads, the CLI claims in a thread while a batch records): a unit of
+# work waits for the other.
 _STORE = threading.Lock()
 # When this process was in the store (under _STORE, so one span at a time): the send flow's
 # account of where its time went.

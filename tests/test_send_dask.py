@@ -74,3 +74,27 @@ def test_two_dask_workers_share_the_rate_and_send_each_contact_once(
     names, limits_left = asyncio.run(evidence())
     assert "deliver-batch" in names  # delivered as Prefect task runs on the workers
     assert limits_left == 0  # the campaign's rate limit is removed when the send ends
+
+
+def test_a_scheduler_that_reruns_tasks_is_refused_before_anything_is_sent(
+    prefect_harness: None, sandbox: str, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask re-runs a task whose worker died (allowed-failures, 3 by default): a batch that had
+    texted half its contacts would text them again. Such a scheduler is refused."""
+    from distributed import LocalCluster
+
+    from flows.send_campaign import send_campaign
+    from smartchat.errors import SettingsError
+    from tests.test_sender import stored
+
+    monkeypatch.setenv("SMARTCHAT_GATEWAY_URL", sandbox)
+    monkeypatch.setenv("SMARTCHAT_PUBLIC_URL", NOWHERE)
+    httpx.post(sandbox + "/sandbox/reset").raise_for_status()
+    campaign_id = launch(db, tmp_path, 20, rate=RATE)
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster:
+        with pytest.raises(SettingsError, match=r"allowed-failures = 3\).*ALLOWED_FAILURES=0"):
+            asyncio.run(
+                send_campaign(campaign_id, db=str(db), dask_address=cluster.scheduler_address)
+            )
+    assert at_sandbox(sandbox) == []
+    assert {row["status"] for row in stored(db, campaign_id)} == {"queued"}
