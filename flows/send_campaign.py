@@ -38,6 +38,7 @@ from tasks.send_tasks import (
     summarize_task,
 )
 from tasks.shared_rate import create_limit, limit_name, remove_limit
+from tasks.store.messages import ClaimedMessage
 
 # Rounds of "send until nothing is queued, then reconcile what is still sending": a second is
 # needed only when a failed batch left messages that turn out to be absent at the aggregator.
@@ -46,6 +47,7 @@ MAX_ROUNDS = 3
 # claim again, this many times in a row before the run fails (a later run resumes).
 GATEWAY_PAUSES = 2
 GATEWAY_PAUSE_SECONDS = 5.0
+PROGRESS_SECONDS = 1.0  # the progress artifact moves at most this often
 
 
 @flow(name="send-campaign", flow_run_name=run_name("send"))
@@ -131,33 +133,48 @@ async def _send_batches(
     """Claim and deliver batches, `deliveries.in_flight` at a time, until a claim finds none;
     returns the status of a campaign stopped meanwhile.
 
-    Each claim records the batches delivered since the last (one transaction). A delivery that
-    failed as a task fails the flow once the others have been recorded: its batch stays
-    `sending` for the next run to look up.
+    One claim is always under way while batches deliver, so a freed delivery slot finds the
+    next batch ready: the store's work and a task run's start overlap the requests. Each claim
+    records the batches delivered since the last (one transaction). A delivery that failed as a
+    task fails the flow once the others have been recorded: its batch stays `sending` for the
+    next run to look up. A batch claimed but never handed out goes back to `queued`.
     """
     campaign_id = plan.campaign_id
     pending: set[asyncio.Future[sending.BatchOutcome]] = set()
     delivered: list[sending.BatchOutcome] = []
+    handed: list[sending.BatchOutcome] = []  # given to the claim under way (recorded if it commits)
+    claiming: asyncio.Future[sending.Claim] | None = None
+    ready: list[ClaimedMessage] | None = None  # claimed, waiting for a free delivery slot
     more, stopped, failure = True, None, None
-    pauses = 0
+    pauses, shown = 0, 0.0
     try:
         while True:
-            while more and failure is None and len(pending) < deliveries.in_flight:
-                got = await asyncio.to_thread(
-                    sending.claim, store, campaign_id, plan.batch_size, delivered
+            if more and failure is None and claiming is None and ready is None:
+                handed, delivered = delivered, []
+                claiming = asyncio.ensure_future(
+                    asyncio.to_thread(sending.claim, store, campaign_id, plan.batch_size, handed)
                 )
-                delivered = []
+            if ready is not None and failure is None and len(pending) < deliveries.in_flight:
+                pending.add(deliveries.deliver(ready))
+                ready = None
+                continue
+            waiting: set[asyncio.Future[Any]] = set(pending)
+            if claiming is not None:
+                waiting.add(claiming)
+            if not waiting:
+                return stopped
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if claiming is not None and claiming in done:
+                got, claiming, handed = claiming.result(), None, []
                 _count(totals, got.recorded)
                 if got.stopped is not None or not got.batch:
                     more = False
                     stopped = got.stopped.value if got.stopped else None
-                    break
-                pending.add(deliveries.deliver(got.batch))
-            if not pending:
-                return stopped
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    ready = got.batch
             pause = False
-            for finished in done:
+            for finished in [f for f in pending if f in done]:
+                pending.discard(finished)
                 try:
                     outcome = finished.result()
                 except Exception as exc:
@@ -172,13 +189,26 @@ async def _send_batches(
                     pause = True
                 else:
                     failure = failure or outcome.error
-            settled = plan.reconciled_found + totals["sent"] + totals["failed"]
-            share = 100.0 * settled / plan.total if plan.total else 100.0
-            await aupdate_progress_artifact(progress, progress=min(100.0, share))
+            if time.monotonic() - shown >= PROGRESS_SECONDS:  # an API call: not every batch
+                shown = time.monotonic()
+                settled = plan.reconciled_found + totals["sent"] + totals["failed"]
+                share = 100.0 * settled / plan.total if plan.total else 100.0
+                await aupdate_progress_artifact(progress, progress=min(100.0, share))
             if pause and failure is None:
                 pauses += 1
                 await asyncio.sleep(GATEWAY_PAUSE_SECONDS)
     finally:
+        delivered = handed + delivered  # a claim that never committed recorded none of them
+        if claiming is not None:  # interrupted while claiming: let it end, undo its batch
+            try:
+                got = await claiming
+                delivered = delivered[len(handed) :]
+                _count(totals, got.recorded)
+                ready = got.batch or None
+            except Exception:
+                pass
+        if ready:
+            delivered.append(sending.BatchOutcome(requeue=[(m.phone, m.seq) for m in ready]))
         if pending:  # interrupted: let the batches in flight end, so their outcomes are kept
             for late in await asyncio.gather(*pending, return_exceptions=True):
                 if isinstance(late, sending.BatchOutcome):
