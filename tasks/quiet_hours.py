@@ -222,10 +222,17 @@ def _zone_set_ids(
     )
     if need.is_empty():
         return base["set"], sets, base["region"]
-    exact = need.with_columns(_geographic(need)).select(
+    # The longest prefix is looked up once per distinct leading digits, not once per number:
+    # a campaign's numbers share far fewer prefixes than they are.
+    need = need.with_columns(
+        pl.col("digits").str.slice(0, TIMEZONE_LONGEST_PREFIX).alias("lead"), _geographic(need)
+    )
+    leads = need.select(pl.col("lead").filter(pl.col("geo")).unique())
+    leads = leads.with_columns(_longest_prefix_expr(pl.col("lead"), set_id).alias("by_prefix"))
+    exact = need.join(leads, on="lead", how="left").select(
         "at",
         pl.when(pl.col("geo"))
-        .then(_longest_prefix_expr(pl.col("digits"), set_id))
+        .then(pl.col("by_prefix"))
         .otherwise(by_country)
         .fill_null(unknown)
         .alias("set"),
