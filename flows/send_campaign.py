@@ -25,7 +25,7 @@ from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifa
 from flows.dask_workers import Deliveries, InProcess, dask_deliveries
 from flows.naming import run_name, tag_run
 from smartchat.errors import is_retryable
-from smartchat.settings import SendingSettings, StoreSettings, load_settings
+from smartchat.settings import StoreSettings, load_settings, sending_with
 from tasks import sending
 from tasks.busy_time import union_seconds
 from tasks.send_tasks import (
@@ -73,10 +73,9 @@ async def send_campaign(
     tag_run("send", campaign_id=campaign_id, db=db)
     settings = load_settings()
     store = settings.store.at(db)
-    updates: dict[str, Any] = {"quiet_hours": quiet_hours, "workers": workers}
-    updates["dask_address"] = dask_address
-    changed = {k: v for k, v in updates.items() if v is not None}
-    sending_settings = SendingSettings.model_validate({**settings.sending.model_dump(), **changed})
+    sending_settings = sending_with(
+        settings.sending, quiet_hours=quiet_hours, workers=workers, dask_address=dask_address
+    )
     totals = {"sent": 0, "failed": 0, "opted_out": 0, "unresolved": 0}
     http: list[tuple[float, float]] = []
     async with AsyncExitStack() as stack:

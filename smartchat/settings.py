@@ -248,6 +248,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(_explain(exc, environ)) from None
 
 
+def sending_with(base: SendingSettings, **changes: object) -> SendingSettings:
+    """`base` with a flow's parameters (None: keep), or SettingsError naming the parameter,
+    its value and what it accepts, in the words the variables use."""
+    given = {name: value for name, value in changes.items() if value is not None}
+    try:
+        return SendingSettings.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        accepts = {f: what for _, (section, f, what) in VARIABLES.items() if section == "sending"}
+        problems = [
+            f"{name}={given.get(name)!r} is not valid: it is {accepts.get(name, error['msg'])}"
+            for error in exc.errors()
+            for name in [str(error["loc"][0]) if error["loc"] else ""]
+        ]
+        raise SettingsError(". ".join(problems) + ".") from None
+
+
 def _explain(exc: ValidationError, environ: Mapping[str, str]) -> str:
     by_location = {(s, f): v for v, (s, f, _) in VARIABLES.items()}
     problems = []

@@ -98,3 +98,16 @@ def test_a_scheduler_that_reruns_tasks_is_refused_before_anything_is_sent(
             )
     assert at_sandbox(sandbox) == []
     assert {row["status"] for row in stored(db, campaign_id)} == {"queued"}
+
+
+def test_a_bad_parameter_fails_the_run_with_the_settings_sentence(
+    prefect_harness: None, db: Path, tmp_path: Path
+) -> None:
+    from flows.send_campaign import send_campaign
+    from smartchat.errors import SettingsError
+
+    campaign_id = launch(db, tmp_path, 3, rate=RATE)
+    with pytest.raises(SettingsError, match=r"^workers=-1 is not valid: it is Dask worker"):
+        asyncio.run(send_campaign(campaign_id, db=str(db), workers=-1))
+    with pytest.raises(SettingsError, match=r"dask_address='scheduler:8786' is not valid"):
+        asyncio.run(send_campaign(campaign_id, db=str(db), dask_address="scheduler:8786"))
