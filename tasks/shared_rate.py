@@ -119,6 +119,9 @@ class WorkerShare:
         with self._lock:
             self._users += 1
             if self._thread is None:
+                # A new thread: a new send (or the first batch after a failed top-up) starts
+                # clean; grants an earlier send left unspent are not this one's.
+                self._failure, self.available = None, 0
                 # The thread needs the task's Prefect settings (the API's address), which live
                 # in context variables a new thread doesn't inherit.
                 context = contextvars.copy_context()
@@ -137,7 +140,8 @@ class WorkerShare:
             asyncio.run(self._top_up_async())
         except BaseException as exc:  # the limit is gone, the API down: fail the batches
             with self._lock:
-                self._failure = exc
+                if self._users > 0:  # idle (the send over, its limit removed): just stop
+                    self._failure = exc
                 self._thread = None
             self._wake_waiters()
 
