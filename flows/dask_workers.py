@@ -90,7 +90,11 @@ async def dask_deliveries(
     from prefect_dask.task_runners import DaskTaskRunner
 
     api = await _flow_api_for_workers()
-    with api, dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    config = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.comm.timeouts.connect": "10s",  # a wrong address fails soon, not in 30 s
+    }
+    with api, dask.config.set(config):
         if address:
             runner = DaskTaskRunner(address=address)
         else:
@@ -103,7 +107,14 @@ async def dask_deliveries(
                 }
             )
         with runner:
-            client = runner.client  # starts the local cluster, or connects
+            try:
+                client = runner.client  # starts the local cluster, or connects
+            except (OSError, TimeoutError) as exc:
+                raise SettingsError(
+                    f"No Dask scheduler answers at {address or 'the local cluster'} ({exc}). "
+                    "Start one (dask scheduler), or correct SMARTCHAT_DASK_ADDRESS / the "
+                    "dask_address parameter, then send again."
+                ) from None
             _refuse_reruns(client, address)
             found = client.scheduler_info()["workers"].values()
             threads = sum(w["nthreads"] for w in found)

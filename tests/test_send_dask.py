@@ -111,3 +111,18 @@ def test_a_bad_parameter_fails_the_run_with_the_settings_sentence(
         asyncio.run(send_campaign(campaign_id, db=str(db), workers=-1))
     with pytest.raises(SettingsError, match=r"dask_address='scheduler:8786' is not valid"):
         asyncio.run(send_campaign(campaign_id, db=str(db), dask_address="scheduler:8786"))
+
+
+def test_a_scheduler_nobody_runs_is_one_sentence(
+    prefect_harness: None, sandbox: str, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.send_campaign import send_campaign
+    from smartchat.errors import SettingsError
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("SMARTCHAT_GATEWAY_URL", sandbox)
+    monkeypatch.setenv("SMARTCHAT_PUBLIC_URL", NOWHERE)
+    campaign_id = launch(db, tmp_path, 3, rate=RATE)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(SettingsError, match=r"No Dask scheduler answers at tcp://127\.0\.0\.1"):
+        asyncio.run(send_campaign(campaign_id, db=str(db), dask_address=address))
