@@ -167,13 +167,16 @@ async def deliver_batch_task(
     finally:
         share.leave()
     outcome.http = sender.http_time.since(0.0)
+    # Waits add up over the requests in flight at once; refusals mean the workers together
+    # wanted more than the rate (each paces its share, so they should be rare).
     get_run_logger().info(
-        "%d messages in %.2f s; this worker's requests waited %.2f s meanwhile for grants of "
-        "the shared rate limit %s",
+        "%d messages in %.2f s; this worker's requests waited %.2f s in all for grants of the "
+        "shared rate limit %s, which refused %d so far",
         len(batch),
         time.monotonic() - started,
         share.waited - waited,
         shared_rate,
+        share.refused,
     )
     return outcome
 
