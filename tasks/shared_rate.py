@@ -11,8 +11,9 @@ batches and however many workers join.
 Each worker process also paces itself at its share of the rate (the rate over the workers), so
 the limit is a ceiling the workers rarely touch, not a queue they wait in. That matters because
 of how Prefect's server keeps the limit: each write drops the fraction of a slot decayed since
-the last one, and a refused request resets the decay clock. Workers racing for grants at a few
-hundred messages a second got 55-70% of the rate (benchmarks/bench_send_dask.py). So:
+the last one, and a refused request resets the decay clock. Two processes racing for grants at
+100-400 messages a second got 55-70% of the rate here; paced at their shares, 94-98% (benchmarks/
+bench_send_dask.py). So:
 
 - slots are thousandths of a message: the dropped fractions cost nothing;
 - the pace and the grants belong to the worker process, not to a batch: while one batch of a
