@@ -35,16 +35,14 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import synthetic_contacts
+from benchmarks.common import launched_campaign, synthetic_contacts
 from smartchat.settings import GatewaySettings, SendingSettings, StoreSettings
-from tasks import campaigns
 from tasks.gateway.sandbox import SandboxConfig, running_sandbox
 from tasks.gateway.twilio import Transport, TwilioClient
 from tasks.sending import SendReport, run_send
 from tasks.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
-CHATBOT = ROOT / "data" / "payment-reminder.yaml"
 NOWHERE = "http://127.0.0.1:9"  # status callbacks: nobody listens (the sandbox gives up)
 UNLIMITED = 100_000.0  # messages/s: far above anything loopback reaches
 
@@ -61,18 +59,7 @@ class Bench:
         """A fresh store with one launched campaign of n contacts."""
         self.count += 1
         store = StoreSettings(path=self.folder / f"store-{self.count}.duckdb")
-        contacts = self.folder / f"contacts-{self.count}.tsv"
-        synthetic_contacts(n, seed=self.count).write_csv(contacts, separator="\t")
-        campaigns.register_chatbot(store, CHATBOT, max_message_chars=1600)
-        result = campaigns.launch(
-            store,
-            "payment-reminder",
-            contacts,
-            plan=campaigns.LaunchPlan(rate=rate),
-            max_message_chars=1600,
-        )
-        assert result.campaign is not None
-        return store, result.campaign.id
+        return store, launched_campaign(store.path, n, rate, seed=self.count)
 
     def gateway(self, **changes: Any) -> GatewaySettings:
         return GatewaySettings(**{"url": self.url, "public_url": NOWHERE, **changes})

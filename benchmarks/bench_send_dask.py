@@ -24,23 +24,12 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import prefect_server, synthetic_contacts
+from benchmarks.bench_send import busiest_second
+from benchmarks.common import launched_campaign, prefect_server
 from smartchat.settings import StoreSettings
-from tasks import campaigns
 from tasks.gateway.sandbox import SandboxConfig, running_sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
-CHATBOT = ROOT / "data" / "payment-reminder.yaml"
 NOWHERE = "http://127.0.0.1:9"
-
-
-def busiest_second(times: list[float]) -> int:
-    most, first = 0, 0
-    for last, t in enumerate(times):
-        while t - times[first] >= 1.0:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def main() -> None:
@@ -53,18 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         store = StoreSettings(path=tmp / "smartchat.duckdb")
-        contacts = tmp / "contacts.tsv"
-        synthetic_contacts(args.messages).write_csv(contacts, separator="\t")
-        campaigns.register_chatbot(store, CHATBOT, max_message_chars=1600)
-        launched = campaigns.launch(
-            store,
-            "payment-reminder",
-            contacts,
-            plan=campaigns.LaunchPlan(rate=args.rate),
-            max_message_chars=1600,
-        )
-        assert launched.campaign is not None
-        campaign_id = launched.campaign.id
+        campaign_id = launched_campaign(store.path, args.messages, args.rate)
         with (
             running_sandbox(SandboxConfig(sent_delay=3600), process=True) as url,
             prefect_server(tmp),
@@ -94,11 +72,12 @@ def report(summary: dict[str, Any], url: str, args: argparse.Namespace, wall: fl
     created = sorted(m["created_at"] for m in outbound)
     per_phone = Counter(m["to"] for m in outbound)
     rate = (len(created) - 1) / (created[-1] - created[0])
+    busiest = busiest_second(created)
     timing = summary.get("timing", {})
     print(
         f"  combined rate {rate:,.1f}/s = {100 * rate / args.rate:.1f}% of {args.rate:g}/s "
         f"(first message to last, {created[-1] - created[0]:.1f} s); busiest 1-second window "
-        f"{busiest_second(created)} ({100 * busiest_second(created) / args.rate:.1f}%)"
+        f"{busiest} ({100 * busiest / args.rate:.1f}%)"
     )
     print(
         f"  {len(outbound):,} at the sandbox for {args.messages:,} contacts: "

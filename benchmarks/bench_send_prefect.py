@@ -25,14 +25,11 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import prefect_server, synthetic_contacts
+from benchmarks.common import launched_campaign, prefect_server
 from smartchat.settings import StoreSettings
-from tasks import campaigns
 from tasks.gateway.sandbox import SandboxConfig, running_sandbox
 from tasks.store import open_store
 
-ROOT = Path(__file__).resolve().parents[1]
-CHATBOT = ROOT / "data" / "payment-reminder.yaml"
 NOWHERE = "http://127.0.0.1:9"
 UNLIMITED = 100_000.0
 
@@ -45,18 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         store = StoreSettings(path=tmp / "smartchat.duckdb")
-        contacts = tmp / "contacts.tsv"
-        synthetic_contacts(args.messages).write_csv(contacts, separator="\t")
-        campaigns.register_chatbot(store, CHATBOT, max_message_chars=1600)
-        launched = campaigns.launch(
-            store,
-            "payment-reminder",
-            contacts,
-            plan=campaigns.LaunchPlan(rate=UNLIMITED),
-            max_message_chars=1600,
-        )
-        assert launched.campaign is not None
-        campaign_id = launched.campaign.id
+        campaign_id = launched_campaign(store.path, args.messages, UNLIMITED)
         with (
             running_sandbox(SandboxConfig(sent_delay=3600), process=True) as url,
             prefect_server(tmp) as api,

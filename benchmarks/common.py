@@ -85,6 +85,28 @@ def synthetic_contacts(n: int, seed: int = 7) -> pl.DataFrame:
     return frame.sample(fraction=1.0, shuffle=True, seed=seed)
 
 
+def launched_campaign(store_path: Path, n: int, rate: float, seed: int = 7) -> str:
+    """A store at `store_path` with the sample chatbot and one launched campaign of n synthetic
+    contacts (their file beside the store) at `rate` messages/s; returns its id."""
+    from smartchat.settings import StoreSettings
+    from tasks import campaigns
+
+    store = StoreSettings(path=store_path)
+    contacts = store_path.with_name(f"{store_path.stem}-contacts.tsv")
+    synthetic_contacts(n, seed=seed).write_csv(contacts, separator="\t")
+    chatbot = Path(__file__).resolve().parents[1] / "data" / "payment-reminder.yaml"
+    campaigns.register_chatbot(store, chatbot, max_message_chars=1600)
+    result = campaigns.launch(
+        store,
+        "payment-reminder",
+        contacts,
+        plan=campaigns.LaunchPlan(rate=rate),
+        max_message_chars=1600,
+    )
+    assert result.campaign is not None
+    return result.campaign.id
+
+
 @contextmanager
 def prefect_server(folder: Path) -> Iterator[str]:
     """A `prefect server start` of its own (PREFECT_HOME in `folder`) for the `with` block, as
